@@ -1,0 +1,127 @@
+"""The one typed settings class for every Telemetry Lake deployable.
+
+Values come from `TLAKE_*` environment variables and a `.env` file. Development defaults work on
+loopback only: a default secret next to a non-loopback endpoint, or outside `env=development`,
+refuses to start, so a demo credential can never guard a real deployment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lake_config.errors import SettingsError
+
+DEV_S3_ACCESS_KEY = "tlake-dev"
+DEV_S3_SECRET_KEY = "tlake-dev-secret-change-me"
+DEV_TOKEN_KEY = "tlake-dev-token-key-change-me"
+
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in _LOOPBACK_HOSTS or host.startswith("127.")
+
+
+class Settings(BaseSettings):
+    """Everything a Telemetry Lake process needs to know, validated once at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TLAKE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Literal["development", "test", "production"] = "development"
+    home: Path = Field(default=Path(".tlake"), description="State directory of the embedded stack")
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/tlake"
+
+    s3_endpoint: str = "http://127.0.0.1:8333"
+    s3_region: str = "us-east-1"
+    s3_access_key: str = DEV_S3_ACCESS_KEY
+    s3_secret_key: SecretStr = SecretStr(DEV_S3_SECRET_KEY)
+    bucket: str = "lake"
+
+    spark_remote: str = Field(
+        default="sc://127.0.0.1:50051",
+        description="Spark Connect URL; empty selects a classic JVM session at spark_master",
+    )
+    spark_master: str = "local[2]"
+
+    api_url: str = "http://127.0.0.1:8000"
+    api_workers: int = 1
+
+    token_key: SecretStr = SecretStr(DEV_TOKEN_KEY)
+    token_key_id: str = "k1"
+
+    # Ingest limits, stated in the README; the API answers 413 naming the one exceeded.
+    max_request_bytes: int = 1_000_000
+    max_decompressed_bytes: int = 8_000_000
+    max_event_bytes: int = 32_000
+    max_events_per_batch: int = 1_000
+
+    # Registry: how many raw objects one run claims, and how long a claim holds.
+    run_batch_objects: int = 5_000
+    claim_lease_seconds: int = 900
+    max_attempts: int = 3
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_outside_loopback(self) -> Settings:
+        defaults = []
+        if self.s3_access_key == DEV_S3_ACCESS_KEY:
+            defaults.append("TLAKE_S3_ACCESS_KEY")
+        if self.s3_secret_key.get_secret_value() == DEV_S3_SECRET_KEY:
+            defaults.append("TLAKE_S3_SECRET_KEY")
+        if self.token_key.get_secret_value() == DEV_TOKEN_KEY:
+            defaults.append("TLAKE_TOKEN_KEY")
+        if not defaults:
+            return self
+        remote = [u for u in (self.s3_endpoint, self.api_url) if not _is_loopback(u)]
+        if self.env == "production" or remote:
+            where = f"non-loopback endpoints {remote}" if remote else "env=production"
+            raise SettingsError(
+                f"development default secrets {defaults} refused with {where}; set real values"
+            )
+        return self
+
+    @property
+    def database_name(self) -> str:
+        return urlsplit(self.database_url).path.lstrip("/") or "postgres"
+
+    @property
+    def database_url_safe(self) -> str:
+        """The database URL without its password, for status output and logs."""
+        parts = urlsplit(self.database_url)
+        netloc = parts.hostname or ""
+        if parts.username:
+            netloc = f"{parts.username}@{netloc}"
+        if parts.port:
+            netloc = f"{netloc}:{parts.port}"
+        return parts._replace(netloc=netloc).geturl()
+
+    @property
+    def s3_port(self) -> int:
+        return urlsplit(self.s3_endpoint).port or 80
+
+    @property
+    def spark_port(self) -> int:
+        return urlsplit(self.spark_remote.replace("sc://", "http://")).port or 15002
+
+    @property
+    def api_port(self) -> int:
+        return urlsplit(self.api_url).port or 80
+
+    @property
+    def api_host(self) -> str:
+        return urlsplit(self.api_url).hostname or "127.0.0.1"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read on first use (never at import time)."""
+    return Settings()

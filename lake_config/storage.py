@@ -1,0 +1,142 @@
+"""Object storage: one small client over boto3, built from settings and passed explicitly.
+
+There is no module-level client: callers build an `ObjectStore` from `Settings` and hand it on,
+as delta-rs hands `storage_options` to every entry point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lake_config.errors import ObjectExistsError, StorageError
+from lake_config.settings import Settings
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size_bytes: int
+
+
+class ObjectStore:
+    """The lake bucket. Every failure surfaces as a `StorageError` (or `ObjectExistsError`)."""
+
+    def __init__(self, settings: Settings, *, timeout_s: float = 10.0) -> None:
+        self.bucket = settings.bucket
+        self._client = boto3.client(
+            "s3",
+            endpoint_url=settings.s3_endpoint,
+            aws_access_key_id=settings.s3_access_key,
+            aws_secret_access_key=settings.s3_secret_key.get_secret_value(),
+            region_name=settings.s3_region,
+            config=Config(
+                connect_timeout=timeout_s,
+                read_timeout=timeout_s,
+                retries={"max_attempts": 3, "mode": "standard"},
+                s3={"addressing_style": "path"},
+                max_pool_connections=32,
+            ),
+        )
+
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        content_type: str = "application/x-ndjson",
+        content_encoding: str | None = "gzip",
+        if_absent: bool = False,
+    ) -> None:
+        """Write `body` at `key`; with `if_absent`, refuse to overwrite (ObjectExistsError)."""
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "Body": body,
+            "ContentType": content_type,
+        }
+        if content_encoding:
+            kwargs["ContentEncoding"] = content_encoding
+        if if_absent:
+            kwargs["IfNoneMatch"] = "*"
+        try:
+            self._client.put_object(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in {"PreconditionFailed", "ConditionalRequestConflict"}:
+                raise ObjectExistsError(f"object {key!r} already exists") from exc
+            raise StorageError(f"PUT {key!r} failed: {code or exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"PUT {key!r} failed: {exc}") from exc
+
+    def get(self, key: str) -> bytes:
+        try:
+            return bytes(self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"GET {key!r} failed: {exc}") from exc
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return False
+            raise StorageError(f"HEAD {key!r} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"HEAD {key!r} failed: {exc}") from exc
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under `prefix`, paginated (lazily: stop early to list less)."""
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield ObjectInfo(key=item["Key"], size_bytes=int(item["Size"]))
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"LIST {prefix!r} failed: {exc}") from exc
+
+    def ensure_bucket(self) -> None:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            try:
+                self._client.create_bucket(Bucket=self.bucket)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                    raise StorageError(f"cannot create bucket {self.bucket!r}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"object storage unreachable: {exc}") from exc
+
+    def ping(self) -> None:
+        """Raise StorageError unless the bucket answers."""
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"bucket {self.bucket!r} unavailable: {exc}") from exc
+
+
+def lake_uri(settings: Settings, path: str, *, scheme: str = "s3") -> str:
+    """URI of a path in the lake bucket: `s3://` for Sail and delta-rs, `s3a://` for JVM Spark."""
+    return f"{scheme}://{settings.bucket}/{path.strip('/')}"
+
+
+def delta_storage_options(settings: Settings) -> dict[str, str]:
+    """Options for delta-rs (`deltalake`) to reach the same bucket as Spark."""
+    return {
+        "AWS_ENDPOINT_URL": settings.s3_endpoint,
+        "AWS_ACCESS_KEY_ID": settings.s3_access_key,
+        "AWS_SECRET_ACCESS_KEY": settings.s3_secret_key.get_secret_value(),
+        "AWS_REGION": settings.s3_region,
+        "AWS_ALLOW_HTTP": "true" if settings.s3_endpoint.startswith("http://") else "false",
+        "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
+        "AWS_FORCE_PATH_STYLE": "true",
+    }
