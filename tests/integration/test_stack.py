@@ -1,0 +1,37 @@
+"""The embedded stack as `tlake up` / `tlake status` see it."""
+
+from __future__ import annotations
+
+from lake_config.registry import Registry
+from lake_config.settings import Settings
+from lake_config.storage import ObjectStore
+from tlake import stack
+
+
+def test_up_is_idempotent_and_reports_running(settings: Settings) -> None:
+    again = stack.up(settings, api=False)
+    assert again == {"postgres": "up to date", "seaweedfs": "running", "sail": "running"}
+
+
+def test_health_reports_each_component(settings: Settings) -> None:
+    checks = {h.name: h for h in stack.health(settings)}
+    assert checks["postgres"].ok, checks["postgres"].detail
+    assert checks["s3"].ok, checks["s3"].detail
+    assert checks["spark"].ok
+    assert "@" not in checks["postgres"].endpoint or ":" not in checks["postgres"].endpoint.split(
+        "@"
+    )[0].removeprefix("postgresql://")
+
+
+def test_bucket_accepts_conditional_put(store: ObjectStore) -> None:
+    from lake_config.errors import ObjectExistsError
+    import pytest
+
+    store.put("tests/conditional.txt", b"one", content_encoding=None, if_absent=True)
+    with pytest.raises(ObjectExistsError, match="already exists"):
+        store.put("tests/conditional.txt", b"two", content_encoding=None, if_absent=True)
+    assert store.get("tests/conditional.txt") == b"one"
+
+
+def test_registry_counts_every_status(registry: Registry) -> None:
+    assert set(registry.counts()) == {"pending", "processing", "processed", "failed"}
