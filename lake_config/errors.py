@@ -1,11 +1,11 @@
 """Errors raised by lake_config.
 
-    LakeConfigError
-    ├── SettingsError          settings are missing, malformed or unsafe for where they point
-    ├── StorageError           object storage refused or could not be reached
-    │   └── ObjectExistsError  a conditional PUT found the key already written
-    ├── RegistryError          PostgreSQL registry refused or could not be reached
-    └── EngineError            no Spark session could be built
+LakeConfigError
+├── SettingsError          settings are missing, malformed or unsafe for where they point
+├── StorageError           object storage refused or could not be reached
+│   └── ObjectExistsError  a conditional PUT found the key already written
+├── RegistryError          PostgreSQL registry refused or could not be reached
+└── EngineError            no Spark session could be built
 """
 
 from __future__ import annotations

@@ -103,7 +103,9 @@ def drop_database(settings: Settings) -> None:
     """Drop the configured database (tests use a throwaway one)."""
     name = settings.database_name
     with psycopg.connect(_admin_url(settings.database_url), autocommit=True) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+        )
 
 
 def apply_migrations(settings: Settings) -> list[str]:
@@ -163,9 +165,7 @@ class Registry:
 
     # --- landing -------------------------------------------------------------------------------
 
-    def register(
-        self, obj: RawObject | None, quarantined: Sequence[QuarantineRecord] = ()
-    ) -> None:
+    def register(self, obj: RawObject | None, quarantined: Sequence[QuarantineRecord] = ()) -> None:
         """Register a landed object and its batch's rejected events in one transaction."""
         with self.connection() as conn, conn.transaction():
             if obj is not None:

@@ -126,7 +126,9 @@ QUARANTINE_EVENTS = Table(
     owner_stage="bronze/silver",
     merge_keys=("record_key", "rule"),
     columns=(
-        Column("record_key", "string", "object_key:line_no, or a hash of an unparseable line", False),
+        Column(
+            "record_key", "string", "object_key:line_no, or a hash of an unparseable line", False
+        ),
         Column("rule", "string", "Name of the rule that rejected the record", False),
         Column("stage", "string", "Stage that rejected it (bronze, silver)", False),
         Column("object_key", "string", "Raw object, when known"),

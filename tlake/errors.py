@@ -1,8 +1,8 @@
 """Errors raised by the tlake command line and its stack manager.
 
-    TlakeError
-    ├── StackError       a local component could not be started, stopped or reached
-    └── SimulationError  the simulator could not deliver its events
+TlakeError
+├── StackError       a local component could not be started, stopped or reached
+└── SimulationError  the simulator could not deliver its events
 """
 
 from __future__ import annotations

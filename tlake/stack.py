@@ -7,6 +7,7 @@ endpoint is not on loopback is never started here: it is someone else's to run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -124,10 +125,8 @@ class Service:
             if not _alive(pid):
                 return True
             time.sleep(0.05)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         return True
 
     def log_tail(self, lines: int = 20) -> str:
@@ -171,7 +170,7 @@ def _wait(check: Callable[[], bool], what: str, service: Service, timeout_s: flo
 
 
 def seaweed_argv(settings: Settings) -> list[str]:
-    """`weed mini` on loopback, every port derived from the S3 port so stacks can sit side by side."""
+    """`weed mini` on loopback; every port derives from the S3 port, so stacks can coexist."""
     p = settings.s3_port
     data = settings.home / "seaweedfs"
     data.mkdir(parents=True, exist_ok=True)
