@@ -127,7 +127,14 @@ def apply_migrations(settings: Settings) -> list[str]:
 class Registry:
     """Registry operations over a small psycopg connection pool."""
 
-    def __init__(self, settings: Settings, *, min_size: int = 1, max_size: int = 8) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        min_size: int = 1,
+        max_size: int = 8,
+        timeout_s: float = 10.0,
+    ) -> None:
         self.settings = settings
         self._pool = ConnectionPool(
             settings.database_url,
@@ -135,7 +142,7 @@ class Registry:
             max_size=max_size,
             kwargs={"row_factory": dict_row},
             open=False,
-            timeout=10.0,
+            timeout=timeout_s,
         )
         self._pool.open(wait=False)
 

@@ -44,6 +44,10 @@ class ObjectStore:
             ),
         )
 
+    def close(self) -> None:
+        """Release the client's pooled connections."""
+        self._client.close()
+
     def put(
         self,
         key: str,

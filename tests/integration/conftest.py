@@ -54,7 +54,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Settings of this session's private stack, with the stack (minus the API) running."""
     base = _free_port_block()
     name = f"tlake_test_{secrets.token_hex(4)}"
-    admin = os.environ.get("TLAKE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    admin = os.environ.get(
+        "TLAKE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
     cfg = Settings(
         env="test",
         home=tmp_path_factory.mktemp("tlake-home"),

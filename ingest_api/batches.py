@@ -1,0 +1,203 @@
+"""A validated batch: the envelope parsed once, then every event validated on its own.
+
+The whole body is parsed with one `orjson.loads`; the envelope is checked (400 or 413 for the
+request as a whole), then each event goes through its schema's `TypeAdapter`. An invalid event
+rejects that event only, with one `{field, message}` per problem; its payload is kept for the
+quarantine with sensitive fields tokenized. Accepted events are tokenized here too, so nothing
+downstream of this module ever holds a raw sensitive value.
+
+Two events with the same `event_id` in one batch are both accepted: deduplication by event id is
+silver's job, across batches, and doing it here too would only hide that duplicates were sent.
+
+Messages are pydantic's `msg` (or ours), never its `input`: an error never quotes the value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+import orjson
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from ingest_api.body import too_large
+from ingest_api.errors import InvalidEnvelopeError, InvalidJsonError, UnsupportedSchemaVersionError
+from ingest_api.schemas import DEFAULT_SCHEMA_VERSION, ENVELOPE, SCHEMAS, EventSchema
+from ingest_api.tokenize import MAX_PAYLOAD_DEPTH, Tokenizer
+from lake_config.settings import Settings
+
+MAX_FIELD_CHARS = 200  # a field path quotes keys the client chose: keep it short
+MAX_EVENT_ID_CHARS = 64
+# pydantic messages that would quote part of the input, replaced by fixed ones.
+_MESSAGES = {
+    "uuid_parsing": "Input should be a valid UUID",
+    "uuid_type": "Input should be a valid UUID string",
+    "string_pattern_mismatch": "must not contain control characters",  # the only patterns
+}
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One invalid event: position, id when readable, reasons, and its tokenized payload (also
+    as JSON bytes, serialized once). The payload is None when it nests too deeply to copy."""
+
+    index: int
+    event_id: str | None
+    reasons: list[dict[str, str]]
+    payload: Any
+    payload_json: bytes
+
+
+@dataclass
+class ValidatedBatch:
+    """The outcome of validating one request; `results` is in request order.
+
+    Accepted events are kept as the JSON they are written as (validated, tokenized, timestamps
+    in UTC): serialized once, measured against `max_event_bytes`, embedded in the raw lines.
+    """
+
+    schema_version: str
+    sent_at: datetime
+    accepted: list[bytes] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+def validate_batch(body: bytes, settings: Settings, tokenizer: Tokenizer) -> ValidatedBatch:
+    """Parse and validate a decoded request body (400/413 for the request, else per event)."""
+    envelope, schema = parse_envelope(body, settings.max_events_per_batch)
+    return validate_events(envelope, schema, tokenizer, max_event_bytes=settings.max_event_bytes)
+
+
+def parse_envelope(body: bytes, max_events: int) -> tuple[dict[str, Any], EventSchema]:
+    """The envelope (events still raw) and the schema its events are validated with."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJsonError(
+            f"body is not valid JSON (line {exc.lineno}, column {exc.colno})"
+        ) from exc
+    if not isinstance(doc, dict):
+        raise InvalidEnvelopeError(
+            "body must be a JSON object with sent_at and events",
+            errors=[{"field": "body", "message": "Input should be an object"}],
+        )
+    events = doc.get("events")
+    if isinstance(events, list) and len(events) > max_events:
+        raise too_large("max_events_per_batch", max_events, f"batch of {len(events)} events")
+    version = doc.get("schema_version", DEFAULT_SCHEMA_VERSION)
+    schema = SCHEMAS.get(version) if isinstance(version, str) else None
+    if schema is None:
+        raise UnsupportedSchemaVersionError(
+            f"schema_version is not supported; supported: {', '.join(sorted(SCHEMAS))}",
+            errors=[{"field": "schema_version", "message": "unsupported schema version"}],
+            supported=sorted(SCHEMAS),
+        )
+    try:
+        envelope = cast(dict[str, Any], ENVELOPE.validate_python(doc))
+    except ValidationError as exc:
+        raise InvalidEnvelopeError(
+            "body is not a batch envelope", errors=field_errors(exc.errors(**_NO_INPUT), "body")
+        ) from None  # the chained error's text quotes the input
+    envelope.setdefault("schema_version", schema.version)
+    return envelope, schema
+
+
+def validate_events(
+    envelope: dict[str, Any],
+    schema: EventSchema,
+    tokenizer: Tokenizer,
+    *,
+    max_event_bytes: int,
+) -> ValidatedBatch:
+    """Validate every event of a parsed envelope.
+
+    An event is measured against `max_event_bytes` as the compact JSON it would be stored as
+    (tokenized, UTC timestamps), which is also what bounds it downstream; since the schema
+    bounds every field, only a valid event can be measured this way, and an invalid one is
+    rejected for its field errors whatever its size.
+    """
+    batch = ValidatedBatch(schema_version=envelope["schema_version"], sent_at=envelope["sent_at"])
+    validate = schema.adapter.validate_python
+    sensitive = schema.sensitive_fields
+    memo: dict[str, str] = {}
+    accepted, rejected, results = batch.accepted, batch.rejected, batch.results
+    for index, raw in enumerate(envelope["events"]):
+        try:
+            event = validate(raw)
+        except ValidationError as exc:
+            reasons = field_errors(exc.errors(**_NO_INPUT), "event")
+        else:
+            tokenizer.tokenize_event(event, sensitive, memo)
+            event_json = orjson.dumps(event, option=orjson.OPT_UTC_Z)
+            if len(event_json) <= max_event_bytes:
+                accepted.append(event_json)
+                results.append(
+                    {
+                        "index": index,
+                        "event_id": str(event["event_id"]),
+                        "status": "accepted",
+                        "errors": [],
+                    }
+                )
+                continue
+            reasons = [
+                {"field": "event", "message": f"event exceeds max_event_bytes={max_event_bytes}"}
+            ]
+        rejection = _rejection(index, raw, reasons, tokenizer, sensitive)
+        rejected.append(rejection)
+        results.append(
+            {
+                "index": index,
+                "event_id": rejection.event_id,
+                "status": "rejected",
+                "errors": rejection.reasons,
+            }
+        )
+    return batch
+
+
+_NO_INPUT: dict[str, Any] = {"include_url": False, "include_context": False, "include_input": False}
+
+
+def field_errors(errors: Sequence[ErrorDetails], root: str) -> list[dict[str, str]]:
+    """`{field, message}` per pydantic error: a dotted path (`root` for the whole) and the msg."""
+    return [
+        {"field": _field_path(e["loc"], root), "message": _MESSAGES.get(e["type"], e["msg"])}
+        for e in errors
+    ]
+
+
+def _field_path(loc: tuple[int | str, ...], root: str) -> str:
+    if loc and loc[-1] == "[key]":  # a dict key failed: name its dict, not the bad key itself
+        return _field_path(loc[:-2], root) + "[key]"
+    if not loc:
+        return root
+    path = ".".join(str(part) for part in loc).replace("\x00", "\\u0000")
+    return path if len(path) <= MAX_FIELD_CHARS else path[: MAX_FIELD_CHARS - 3] + "..."
+
+
+def _rejection(
+    index: int,
+    raw: Any,
+    reasons: list[dict[str, str]],
+    tokenizer: Tokenizer,
+    sensitive: Sequence[tuple[str, str]],
+) -> Rejection:
+    try:
+        payload = tokenizer.tokenize_payload(raw, sensitive)
+    except ValueError:
+        message = f"event nests deeper than {MAX_PAYLOAD_DEPTH} levels; its payload is not kept"
+        payload, reasons = None, [*reasons, {"field": "event", "message": message}]
+    return Rejection(index, _readable_event_id(raw), reasons, payload, orjson.dumps(payload))
+
+
+def _readable_event_id(raw: Any) -> str | None:
+    """The event id of a rejected event as sent, when it is a short string (else None)."""
+    value = raw.get("event_id") if isinstance(raw, dict) else None
+    if isinstance(value, str) and len(value) <= MAX_EVENT_ID_CHARS and "\x00" not in value:
+        return value
+    return None

@@ -1,0 +1,86 @@
+"""The request body as bytes: read with a cap on the wire, then decompressed with a cap.
+
+Neither step ever holds more than its limit (plus one chunk) in memory: the wire body is read
+as a stream and refused as soon as it passes `max_request_bytes`, and gzip is inflated with
+`zlib.decompressobj(...).decompress(data, max_length)`, so a gzip bomb costs at most
+`max_decompressed_bytes` before it is answered with 413.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from starlette.requests import Request
+
+from ingest_api.errors import InvalidEncodingError, PayloadTooLargeError, UnsupportedEncodingError
+
+_GZIP_WBITS = 16 + zlib.MAX_WBITS  # gzip header and trailer only, not raw deflate or zlib
+
+
+def too_large(limit: str, maximum: int, what: str) -> PayloadTooLargeError:
+    """413 naming the setting exceeded, e.g. `limit="max_request_bytes"`."""
+    return PayloadTooLargeError(f"{what} exceeds {limit}={maximum}", limit=limit, max=maximum)
+
+
+def content_coding(header: str | None) -> str:
+    """`gzip` or `identity` for a Content-Encoding header; 415 for anything else."""
+    coding = (header or "identity").strip().lower()
+    if coding in {"identity", ""}:
+        return "identity"
+    if coding in {"gzip", "x-gzip"}:
+        return "gzip"
+    raise UnsupportedEncodingError(
+        "Content-Encoding must be gzip or identity", supported=["gzip", "identity"]
+    )
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body, refused with 413 as soon as it is longer than `max_bytes`."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise too_large("max_request_bytes", max_bytes, "request body")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large("max_request_bytes", max_bytes, "request body")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode_body(body: bytes, coding: str, max_bytes: int) -> bytes:
+    """`body` decoded per `content_coding()`: identity as is, gzip inflated up to `max_bytes`."""
+    if coding == "gzip":
+        return gunzip(body, max_bytes)
+    if len(body) > max_bytes:
+        raise too_large("max_decompressed_bytes", max_bytes, "decompressed body")
+    return body
+
+
+def gunzip(data: bytes, max_bytes: int) -> bytes:
+    """Inflate gzip `data` (one member or several), never producing more than `max_bytes`.
+
+    Raises PayloadTooLargeError past the cap and InvalidEncodingError for anything that is not
+    complete gzip (bad header, corrupt stream, truncated member, trailing bytes other than the
+    zero padding some writers add).
+    """
+    out: list[bytes] = []
+    produced = 0
+    remaining = data
+    while True:
+        inflater = zlib.decompressobj(wbits=_GZIP_WBITS)
+        try:
+            # At most one byte past the cap, which is enough to know the cap was passed.
+            chunk = inflater.decompress(remaining, max_bytes - produced + 1)
+        except zlib.error as exc:
+            raise InvalidEncodingError("body is not valid gzip") from exc
+        produced += len(chunk)
+        if produced > max_bytes:
+            raise too_large("max_decompressed_bytes", max_bytes, "decompressed body")
+        out.append(chunk)
+        if not inflater.eof:
+            raise InvalidEncodingError("gzip body is truncated")
+        remaining = inflater.unused_data
+        if not remaining.strip(b"\0"):  # gzip(1) also ignores zero padding after a member
+            return b"".join(out)

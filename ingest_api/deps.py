@@ -1,0 +1,109 @@
+"""What the routes depend on: settings, the registry, the object store, the caller's API key.
+
+One `Registry` and one `ObjectStore` per app, built by `lifespan` from the app's settings and
+closed when it stops. Tests replace any of them with `app.dependency_overrides[get_store] = ...`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, cast
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from ingest_api.errors import (
+    InsufficientScopeError,
+    InvalidApiKeyError,
+    MissingApiKeyError,
+    RegistryUnavailableError,
+)
+from ingest_api.keys import MAX_KEY_CHARS, KeyCache
+from ingest_api.log import log_fields
+from ingest_api.tokenize import Tokenizer
+from lake_config.errors import RegistryError
+from lake_config.registry import ApiKey, Registry
+from lake_config.settings import Settings
+from lake_config.storage import ObjectStore
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open the registry pool and the object store client for the app's lifetime."""
+    settings: Settings = app.state.settings
+    app.state.registry = Registry(settings)
+    app.state.store = ObjectStore(settings)
+    app.state.key_cache = KeyCache()
+    try:
+        yield
+    finally:
+        app.state.registry.close()
+
+
+def get_app_settings(request: Request) -> Settings:
+    return cast(Settings, request.app.state.settings)
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+def get_registry(request: Request) -> Registry:
+    return cast(Registry, request.app.state.registry)
+
+
+def get_store(request: Request) -> ObjectStore:
+    return cast(ObjectStore, request.app.state.store)
+
+
+def get_key_cache(request: Request) -> KeyCache:
+    return cast(KeyCache, request.app.state.key_cache)
+
+
+def get_tokenizer(settings: SettingsDep) -> Tokenizer:
+    return Tokenizer.for_settings(settings)
+
+
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+ObjectStoreDep = Annotated[ObjectStore, Depends(get_store)]
+KeyCacheDep = Annotated[KeyCache, Depends(get_key_cache)]
+TokenizerDep = Annotated[Tokenizer, Depends(get_tokenizer)]
+
+bearer = HTTPBearer(auto_error=False, description="API key of a source: `Bearer tlk_...`")
+CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+async def authenticate(
+    request: Request, credentials: CredentialsDep, registry: RegistryDep, cache: KeyCacheDep
+) -> ApiKey:
+    """The live API key of the `Authorization: Bearer` header (401 when missing or unknown)."""
+    if credentials is None:
+        raise MissingApiKeyError("send the API key as 'Authorization: Bearer <key>'")
+    secret = credentials.credentials
+    hit, key = cache.get(secret)
+    if not hit and len(secret) <= MAX_KEY_CHARS:
+        try:
+            key = await run_in_threadpool(registry.lookup_key, secret)
+        except RegistryError as exc:
+            raise RegistryUnavailableError(
+                "the registry is unavailable; cannot check the API key, retry later",
+                cause=type(exc.__cause__ or exc).__name__,
+            ) from exc
+        cache.put(secret, key)
+    if key is None:
+        raise InvalidApiKeyError("the API key is unknown or revoked")
+    fields = log_fields(request)
+    fields["key_id"] = key.key_id
+    fields["source"] = key.source
+    return key
+
+
+async def require_write_key(key: Annotated[ApiKey, Depends(authenticate)]) -> ApiKey:
+    """The caller's key, if its scope allows sending events (403 otherwise)."""
+    if key.scope != "write":
+        raise InsufficientScopeError(f"a {key.scope}-scoped key cannot send events")
+    return key
+
+
+WriteKeyDep = Annotated[ApiKey, Depends(require_write_key)]

@@ -1,0 +1,159 @@
+"""Errors raised by ingest_api; each one is an HTTP answer with a machine-readable code.
+
+    IngestError                          (status, code)
+    ├── AuthenticationError              401
+    │   ├── MissingApiKeyError               missing_api_key
+    │   └── InvalidApiKeyError               invalid_api_key
+    ├── InsufficientScopeError           403 insufficient_scope
+    ├── BadRequestError                  400
+    │   ├── InvalidEncodingError             invalid_encoding
+    │   ├── InvalidJsonError                 invalid_json
+    │   └── InvalidEnvelopeError             invalid_envelope (with the field errors)
+    │       └── UnsupportedSchemaVersionError    unsupported_schema_version
+    ├── PayloadTooLargeError             413 payload_too_large (with the limit exceeded)
+    ├── UnsupportedEncodingError         415 unsupported_content_encoding
+    └── ServiceUnavailableError          503 (with Retry-After)
+        ├── StorageUnavailableError          storage_unavailable
+        └── RegistryUnavailableError         registry_unavailable
+
+A batch in which every event is invalid is not an error: it is answered 422 with per-event
+results, like any other batch. `lake_config` errors are turned into the 503 family where the
+ingest API calls object storage or the registry (`raise ... from exc`), and
+`handle_ingest_error` is the one place that turns this family into HTTP responses.
+
+Messages never contain a value from the request body: they name fields and limits only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ingest_api.log import log_fields
+from ingest_api.responses import JsonResponse
+
+
+class IngestError(Exception):
+    """Root of every error the ingest API answers with; `status` and `code` name the answer."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    headers: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, message: str, *, cause: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.cause = cause  # for the request log only, never sent to the client
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error body: `{"error": {"code", "message", ...details}}`."""
+        return {"error": {"code": self.code, "message": self.message, **self.details}}
+
+
+class AuthenticationError(IngestError):
+    """No usable API key: the client must authenticate (401)."""
+
+    status = 401
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer"}
+
+
+class MissingApiKeyError(AuthenticationError):
+    code = "missing_api_key"
+
+
+class InvalidApiKeyError(AuthenticationError):
+    code = "invalid_api_key"
+
+
+class InsufficientScopeError(IngestError):
+    """A live key whose scope does not allow the operation (403)."""
+
+    status = 403
+    code = "insufficient_scope"
+
+
+class BadRequestError(IngestError):
+    """The request body cannot be read as a batch (400)."""
+
+    status = 400
+    code = "bad_request"
+
+
+class InvalidEncodingError(BadRequestError):
+    code = "invalid_encoding"
+
+
+class InvalidJsonError(BadRequestError):
+    code = "invalid_json"
+
+
+class InvalidEnvelopeError(BadRequestError):
+    """JSON, but not the batch envelope; `details["errors"]` lists `{field, message}`."""
+
+    code = "invalid_envelope"
+
+
+class UnsupportedSchemaVersionError(InvalidEnvelopeError):
+    code = "unsupported_schema_version"
+
+
+class PayloadTooLargeError(IngestError):
+    """A size limit was exceeded; `details["limit"]` names the setting (413)."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedEncodingError(IngestError):
+    """A Content-Encoding other than gzip or identity (415)."""
+
+    status = 415
+    code = "unsupported_content_encoding"
+
+
+class ServiceUnavailableError(IngestError):
+    """A backing service failed; nothing was acknowledged and the client should retry (503)."""
+
+    status = 503
+    code = "service_unavailable"
+    retry_after_s: ClassVar[int] = 5
+    headers: ClassVar[dict[str, str]] = {"Retry-After": str(retry_after_s)}
+
+
+class StorageUnavailableError(ServiceUnavailableError):
+    code = "storage_unavailable"
+
+
+class RegistryUnavailableError(ServiceUnavailableError):
+    code = "registry_unavailable"
+
+
+async def handle_ingest_error(request: Request, exc: Exception) -> Response:
+    """The one mapping of the IngestError family to HTTP: status, headers and JSON body."""
+    if not isinstance(exc, IngestError):  # pragma: no cover - registered for IngestError only
+        raise exc
+    fields = log_fields(request)
+    fields["error"] = exc.code
+    if exc.cause:
+        fields["cause"] = exc.cause
+    return JsonResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def handle_http_error(request: Request, exc: Exception) -> Response:
+    """Framework errors (unknown path, wrong method) in the same `{"error": ...}` shape."""
+    if not isinstance(exc, HTTPException):  # pragma: no cover - registered for HTTPException only
+        raise exc
+    code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    log_fields(request)["error"] = code
+    return JsonResponse(
+        {"error": {"code": code, "message": str(exc.detail)}},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )

@@ -1,0 +1,31 @@
+"""The ingest API application: `uvicorn --factory ingest_api.main:create_app`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+
+from ingest_api.deps import lifespan
+from ingest_api.errors import IngestError, handle_http_error, handle_ingest_error
+from ingest_api.log import RequestLogMiddleware, configure_logging
+from ingest_api.responses import JsonResponse
+from ingest_api.routes import events, health
+from lake_config.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for `settings` (default: `get_settings()`), read when called."""
+    configure_logging()
+    app = FastAPI(
+        title="Telemetry Lake ingest API",
+        version="1",
+        lifespan=lifespan,
+        default_response_class=JsonResponse,
+    )
+    app.state.settings = settings or get_settings()
+    app.add_middleware(RequestLogMiddleware)
+    app.add_exception_handler(IngestError, handle_ingest_error)
+    app.add_exception_handler(HTTPException, handle_http_error)
+    app.include_router(health.router)
+    app.include_router(events.router)
+    return app

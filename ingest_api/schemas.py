@@ -1,0 +1,269 @@
+"""Versioned, bounded schemas of what clients send, and of what the API answers.
+
+Events are validated one by one with a pydantic `TypeAdapter` over `TypedDict`s: validation
+returns plain dicts (no model objects to build and dump again), optional sections stay absent
+when absent, and `extra="forbid"` at every level rejects unknown fields with a reason. Every
+string has a `max_length`; numbers that have a physical range are bounded.
+
+`SCHEMAS` maps an envelope's `schema_version` to its `EventSchema`; a new version or client
+profile plugs in by adding an entry. Unknown versions are refused with 400.
+
+Types are JSON types: numbers and booleans are strict (no `"5"` for 5, no 1 for true); an event
+id is any UUID spelling pydantic accepts and is written in canonical form; timestamps must be
+RFC 3339 strings with a time zone and are written in UTC.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, NotRequired
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    Strict,
+    StringConstraints,
+    TypeAdapter,
+)
+from pydantic_core import PydanticCustomError
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
+
+from ingest_api.tokenize import SENSITIVE_FIELDS
+
+DEFAULT_SCHEMA_VERSION = "mobile/1"
+MAX_ATTRIBUTES = 50
+MAX_ATTRIBUTE_KEY_CHARS = 64
+MAX_ATTRIBUTE_VALUE_CHARS = 1024
+MAX_INT64 = 2**63 - 1
+
+_FORBID = ConfigDict(extra="forbid")
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})\Z"
+)
+
+
+def _require_rfc3339(value: Any) -> Any:
+    # pydantic alone would also take unix seconds ("1700000000") and other ISO 8601 shapes.
+    if not isinstance(value, str) or len(value) > 40 or not _RFC3339.match(value):
+        raise PydanticCustomError(
+            "rfc3339", "must be an RFC 3339 timestamp with a time zone, e.g. 2024-05-01T12:00:00Z"
+        )
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _scalar(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        if len(value) > MAX_ATTRIBUTE_VALUE_CHARS:
+            raise PydanticCustomError(
+                "string_too_long",
+                f"String should have at most {MAX_ATTRIBUTE_VALUE_CHARS} characters",
+            )
+        return value
+    raise PydanticCustomError(
+        "scalar_type", "must be a string, number, boolean or null (no objects or arrays)"
+    )
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_require_rfc3339), AfterValidator(_to_utc)]
+Scalar = Annotated[
+    str | int | float | bool | None,
+    PlainValidator(_scalar, json_schema_input_type=str | int | float | bool | None),
+]
+AttributeKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ATTRIBUTE_KEY_CHARS)]
+Attributes = Annotated[
+    dict[AttributeKey, Scalar],
+    Field(max_length=MAX_ATTRIBUTES, description="Free-form scalar attributes (<= 50 keys)"),
+]
+
+
+Text32 = Annotated[str, StringConstraints(max_length=32)]
+Text64 = Annotated[str, StringConstraints(max_length=64)]
+Text128 = Annotated[str, StringConstraints(max_length=128)]
+# Ids end up as keys in Delta and PostgreSQL (which refuses U+0000): no control characters.
+NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]*$"
+DeviceId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=NO_CONTROL_CHARS)]
+EventType = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL_CHARS)]
+BatteryPct = Annotated[float, Strict(), Field(ge=0, le=100, allow_inf_nan=False)]
+TemperatureC = Annotated[float, Strict(), Field(ge=-100, le=200, allow_inf_nan=False)]
+SignalDbm = Annotated[int, Strict(), Field(ge=-150, le=0)]
+DurationMs = Annotated[int, Strict(), Field(ge=0, le=MAX_INT64)]
+StrictBool = Annotated[bool, Strict()]
+
+
+# --- mobile/1 ---------------------------------------------------------------------------------
+
+
+class AppV1(TypedDict, total=False):
+    """The application that sent the event."""
+
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+    name: Text128 | None
+    version: Text64 | None
+
+
+class DeviceV1(TypedDict, total=False):
+    """The device the event describes."""
+
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+    os: Text64 | None
+    os_version: Text64 | None
+    model: Text128 | None
+    manufacturer: Text128 | None
+
+
+class BatteryV1(TypedDict, total=False):
+    """Battery state when the event occurred."""
+
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+    level_pct: BatteryPct | None
+    charging: StrictBool | None
+    temperature_c: TemperatureC | None
+
+
+class NetworkV1(TypedDict, total=False):
+    """Network state; `ip` and `ssid` are sensitive and stored only as HMAC tokens."""
+
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+    type: Literal["wifi", "cellular", "ethernet", "none"] | None
+    ip: Text64 | None
+    ssid: Text64 | None
+    carrier: Text64 | None
+    signal_dbm: SignalDbm | None
+
+
+class SessionV1(TypedDict, total=False):
+    """The app session the event belongs to."""
+
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+    session_id: Text128 | None
+    duration_ms: DurationMs | None
+
+
+class EventV1(TypedDict):
+    """One device event (schema `mobile/1`). `event_id` is the deduplication key."""
+
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+    event_id: Annotated[UUID, Field(description="Client-chosen id; the deduplication key")]
+    device_id: Annotated[DeviceId, Field(description="Stable id of the device")]
+    event_type: Annotated[EventType, Field(description="app_open, heartbeat, crash, ...")]
+    occurred_at: Annotated[Rfc3339, Field(description="RFC 3339 with a time zone; stored in UTC")]
+    app: NotRequired[AppV1 | None]
+    device: NotRequired[DeviceV1 | None]
+    battery: NotRequired[BatteryV1 | None]
+    network: NotRequired[NetworkV1 | None]
+    session: NotRequired[SessionV1 | None]
+    attributes: NotRequired[Attributes | None]
+
+
+# --- registry of versions ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventSchema:
+    """How to validate and tokenize the events of one `schema_version`."""
+
+    version: str
+    adapter: TypeAdapter[Any]
+    sensitive_fields: tuple[tuple[str, str], ...]
+    description: str = ""
+
+
+SCHEMAS: dict[str, EventSchema] = {
+    "mobile/1": EventSchema(
+        version="mobile/1",
+        adapter=TypeAdapter(EventV1),
+        sensitive_fields=SENSITIVE_FIELDS,
+        description="Mobile device telemetry, first version.",
+    ),
+}
+
+
+# --- the envelope -----------------------------------------------------------------------------
+
+
+class Envelope(TypedDict):
+    """A batch as parsed: events stay raw here and are validated one by one afterwards."""
+
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+    sent_at: Rfc3339
+    schema_version: NotRequired[Text32]
+    events: Annotated[list[Any], Field(min_length=1)]
+
+
+ENVELOPE = TypeAdapter(Envelope)
+
+
+class EnvelopeV1(TypedDict):
+    """A batch of `mobile/1` events, as documented in OpenAPI."""
+
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+    sent_at: Annotated[AwareDatetime, Field(description="When the client sent the batch")]
+    schema_version: NotRequired[
+        Annotated[Literal["mobile/1"], Field(description="Event schema; default mobile/1")]
+    ]
+    events: Annotated[list[EventV1], Field(min_length=1)]
+
+
+def envelope_json_schema() -> dict[str, Any]:
+    """JSON schema of the request body with every `$ref` inlined (for `openapi_extra`)."""
+    schema = TypeAdapter(EnvelopeV1).json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return inline(schema)  # type: ignore[no-any-return]
+
+
+# --- responses (documentation of what the route returns) ------------------------------------
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted path inside the event, or `event` for the whole")
+    message: str
+
+
+class EventResult(BaseModel):
+    index: int = Field(description="0-based position of the event in the batch")
+    event_id: str | None = Field(description="Canonical event id, when one could be read")
+    status: Literal["accepted", "rejected"]
+    errors: list[FieldError]
+
+
+class IngestReceipt(BaseModel):
+    batch_id: UUID
+    object_key: str | None = Field(description="Raw object holding the accepted events")
+    accepted: int
+    rejected: int
+    results: list[EventResult]
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    code: str = Field(description="Machine-readable reason, snake_case")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
