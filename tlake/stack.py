@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -282,6 +283,46 @@ def start_api(settings: Settings, timeout_s: float = 60.0) -> str:
         svc.start(argv, settings_env(settings), cwd=Path(__file__).resolve().parent.parent)
     _wait(lambda: _api_healthy(settings), "ingest API", svc, timeout_s)
     return "started"
+
+
+# --- private stacks (tests, benchmarks) ------------------------------------------------------
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def free_port_block() -> int:
+    """A base port P with P..P+5 and P+10000..P+10005 free (SeaweedFS derives its ports so)."""
+    for _ in range(200):
+        base = 20000 + secrets.randbelow(20000)
+        ports = [base + i for i in range(6)] + [base + 10000 + i for i in range(6)]
+        if all(_port_free(p) for p in ports):
+            return base
+    raise StackError("no free port block for a private stack")
+
+
+def private_settings(home: Path, *, admin_url: str | None = None, **overrides: object) -> Settings:
+    """Settings for a throwaway stack: own ports, own database, state under `home`."""
+    base = free_port_block()
+    admin = admin_url or os.environ.get(
+        "TLAKE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+    values: dict[str, object] = {
+        "env": "test",
+        "home": home,
+        "database_url": admin.rsplit("/", 1)[0] + f"/tlake_tmp_{secrets.token_hex(4)}",
+        "s3_endpoint": f"http://127.0.0.1:{base}",
+        "spark_remote": f"sc://127.0.0.1:{base + 5}",
+        "api_url": f"http://127.0.0.1:{base + 10005}",
+        **overrides,
+    }
+    return Settings(**values)  # type: ignore[arg-type]
 
 
 # --- the stack -------------------------------------------------------------------------------

@@ -8,8 +8,6 @@ down afterwards. Nothing here is mocked. Several sessions can run side by side.
 from __future__ import annotations
 
 import os
-import secrets
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,25 +21,6 @@ from lake_config.storage import ObjectStore
 from tlake import stack
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def _free_port_block() -> int:
-    """A base port P with P..P+4 and P+10000..P+10004 free (SeaweedFS derives its ports so)."""
-    for _ in range(200):
-        base = 20000 + secrets.randbelow(20000)
-        ports = [base + i for i in range(6)] + [base + 10000 + i for i in range(5)]
-        if all(_free(p) for p in ports):
-            return base
-    raise RuntimeError("no free port block for the test stack")
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
@@ -52,20 +31,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Settings of this session's private stack, with the stack (minus the API) running."""
-    base = _free_port_block()
-    name = f"tlake_test_{secrets.token_hex(4)}"
-    admin = os.environ.get(
-        "TLAKE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
-    cfg = Settings(
-        env="test",
-        home=tmp_path_factory.mktemp("tlake-home"),
-        database_url=admin.rsplit("/", 1)[0] + f"/{name}",
-        s3_endpoint=f"http://127.0.0.1:{base}",
-        spark_remote=f"sc://127.0.0.1:{base + 5}",
-        api_url=f"http://127.0.0.1:{base + 10005}",
-        bucket="lake",
-    )
+    cfg = stack.private_settings(tmp_path_factory.mktemp("tlake-home"))
     # Child processes and code that calls get_settings() (Airflow tasks) see this stack.
     saved = dict(os.environ)
     os.environ.update(stack.settings_env(cfg))
