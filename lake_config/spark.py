@@ -67,7 +67,9 @@ def build_session(settings: Settings, *, app_name: str = "tlake") -> SparkSessio
 
     try:
         if is_connect(settings):
-            spark = SparkSession.builder.remote(settings.spark_remote).getOrCreate()
+            # create(), not getOrCreate(): the latter hands back any live session, whatever
+            # server it talks to.
+            spark = SparkSession.builder.remote(settings.spark_remote).create()
             spark.conf.set("spark.sql.session.timeZone", "UTC")
             return spark
         builder = SparkSession.builder.master(settings.spark_master).appName(app_name)
@@ -85,12 +87,20 @@ def ensure_table(spark: SparkSession, settings: Settings, table: Table) -> str:
     Returns the SQL name to use in MERGE statements. Sail keeps its catalog in memory, so every
     session registers the tables it touches; the Delta log in the bucket is the source of truth.
     """
+    uri = table_uri(settings, table)
+    try:
+        # An existing table registers from its own log. Sail refuses to re-declare partition
+        # and timestamp columns against an existing log, and fails this form on a missing one.
+        spark.sql(f"create table if not exists {table.sql_name} using delta location '{uri}'")
+        return table.sql_name
+    except Exception:
+        pass
     columns = ", ".join(
         f"{c.name} {c.type}{'' if c.nullable else ' not null'}" for c in table.columns
     )
     partition = f" partitioned by ({', '.join(table.partition_by)})" if table.partition_by else ""
     spark.sql(
         f"create table if not exists {table.sql_name} ({columns}) using delta"
-        f"{partition} location '{table_uri(settings, table)}'"
+        f"{partition} location '{uri}'"
     )
     return table.sql_name

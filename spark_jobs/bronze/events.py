@@ -1,0 +1,260 @@
+"""bronze.events: every line of the claimed raw objects, parsed but otherwise as landed.
+
+Grain: one row per line of a raw object, (object_key, line_no). The event stays JSON text in
+`payload`; only the ids bronze needs for lineage are lifted out. A line that is not the envelope
+of docs/CONTRACTS.md goes to quarantine.events (stage bronze), never dropped.
+
+    spark-submit spark_jobs/bronze/events.py --run-id <run id>
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from lake_config.registry import ClaimedObject
+from lake_config.settings import Settings
+from lake_config.spark import lake_scheme
+from lake_config.storage import lake_uri
+from lake_config.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
+from spark_jobs import lake
+from spark_jobs.lake import Split
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+STAGE = "bronze"
+
+# The raw line envelope. Timestamps are read as text and converted afterwards: Sail cannot
+# parse RFC 3339 inside from_json. `event` typed string keeps the object's JSON text.
+ENVELOPE_DDL = (
+    "object_key string, line_no int, batch_id string, source string, schema_version string, "
+    "received_at string, sent_at string, event string"
+)
+EVENT_IDS_DDL = "event_id string, device_id string, event_type string"
+
+RULE_MALFORMED = "malformed_line"
+RULE_KEY_DATE = "key_date_mismatch"
+RULE_MISSING_LINES = "missing_lines"
+
+
+@dataclass(frozen=True)
+class BronzeCounts:
+    lines: int
+    written: int  # rows new to bronze.events; 0 when a re-run finds them all there
+    quarantined: int  # quarantine rows new to quarantine.events
+
+
+def classify(lines_df: DataFrame, run_id: str) -> DataFrame:
+    """Each line (column `value`) parsed, with `rule`/`reason` set when it must be quarantined.
+
+    A line is malformed when it is not JSON or lacks a usable object_key, line_no, received_at
+    or event (or has a sent_at that is not a timestamp). A well-formed line whose received_at
+    date differs from the `dt=` of its object key breaks the key contract that silver and gold
+    rely on to prune bronze by date, so it is quarantined too rather than loaded where no
+    later stage would look for it.
+    """
+    from pyspark.sql import functions as F
+
+    env = F.from_json(F.col("value"), ENVELOPE_DDL)
+    parsed = lines_df.select(F.col("value").alias("line"), env.alias("e")).select(
+        "line",
+        "e.*",
+        F.try_to_timestamp(F.col("e.received_at")).alias("received_ts"),
+        F.try_to_timestamp(F.col("e.sent_at")).alias("sent_ts"),
+        F.from_json(F.col("e.event"), EVENT_IDS_DDL).alias("ids"),
+    )
+    # Sail yields a null struct for a malformed line, JVM Spark a struct of nulls: test fields.
+    missing = F.array_compact(
+        F.array(
+            _flag(F.col("object_key").isNull(), "object_key"),
+            _flag(F.col("line_no").isNull(), "line_no"),
+            _flag(F.col("received_ts").isNull(), "received_at"),
+            _flag(F.col("sent_at").isNotNull() & F.col("sent_ts").isNull(), "sent_at"),
+            _flag(F.col("event").isNull(), "event"),
+        )
+    )
+    ingest_date = F.to_date(F.col("received_ts"))
+    key_date = lake.key_date_column(F.col("object_key"))
+    key_mismatch = key_date.isNotNull() & (key_date != ingest_date)
+    rule = F.when(F.size(missing) > 0, F.lit(RULE_MALFORMED)).when(
+        key_mismatch, F.lit(RULE_KEY_DATE)
+    )
+    reason = F.when(
+        F.size(missing) > 0,
+        F.concat(F.lit("not a raw line envelope: missing or invalid "), F.concat_ws(", ", missing)),
+    ).when(
+        key_mismatch,
+        F.concat(
+            F.lit("received_at date "),
+            ingest_date.cast("string"),
+            F.lit(" differs from the object key's dt="),
+            key_date.cast("string"),
+        ),
+    )
+    return parsed.select(
+        "line",
+        "object_key",
+        "line_no",
+        "batch_id",
+        "source",
+        "schema_version",
+        F.col("received_ts").alias("received_at"),
+        F.col("sent_ts").alias("sent_at"),
+        ingest_date.alias("ingest_date"),
+        F.col("ids.event_id").alias("event_id"),
+        F.col("ids.device_id").alias("device_id"),
+        F.col("ids.event_type").alias("event_type"),
+        F.col("event").alias("payload"),
+        F.lit(run_id).alias("run_id"),
+        rule.alias("rule"),
+        reason.alias("reason"),
+    )
+
+
+def split(classified: DataFrame) -> Split:
+    """Rows for bronze.events and for quarantine.events from `classify`'s output."""
+    from pyspark.sql import functions as F
+
+    rows = lake.conform(classified.where(F.col("rule").isNull()), BRONZE_EVENTS)
+    # object_key:line_no when the line told us where it came from, else a hash of the line
+    # (Sail has no input_file_name): re-running the same line yields the same key.
+    record_key = F.coalesce(
+        F.concat(F.col("object_key"), F.lit(":"), F.col("line_no").cast("string")),
+        F.sha2(F.col("line"), 256),
+    )
+    quarantine = classified.where(F.col("rule").isNotNull()).select(
+        record_key.alias("record_key"),
+        "rule",
+        F.lit(STAGE).alias("stage"),
+        "object_key",
+        "event_id",
+        "reason",
+        F.col("line").alias("payload"),
+        "run_id",
+        F.current_timestamp().alias("quarantined_at"),
+    )
+    return Split(rows, lake.conform(quarantine, QUARANTINE_EVENTS))
+
+
+def transform(lines_df: DataFrame, run_id: str) -> Split:
+    """Raw text lines (column `value`) -> (bronze.events rows, quarantine.events rows)."""
+    return split(classify(lines_df, run_id))
+
+
+def _flag(condition: Column, name: str) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.when(condition, F.lit(name))
+
+
+# --- I/O ---------------------------------------------------------------------------------------
+
+
+def read_lines(spark: SparkSession, settings: Settings, object_keys: Sequence[str]) -> DataFrame:
+    """The text lines of raw objects (gzip is undone by the reader, from the .gz suffix)."""
+    scheme = lake_scheme(settings)
+    return spark.read.text([lake_uri(settings, key, scheme=scheme) for key in object_keys])
+
+
+def read_run_rows(spark: SparkSession, settings: Settings, object_keys: Sequence[str]) -> DataFrame:
+    """The bronze.events rows loaded from `object_keys`, by whichever run loaded them.
+
+    Pruned to the `dt=` dates of the keys; `classify` quarantines a line that disagrees with
+    its key's date, so the pruning never hides a loaded row.
+    """
+    from pyspark.sql import functions as F
+
+    rows = lake.read(spark, settings, BRONZE_EVENTS).where(
+        F.col("object_key").isin(list(object_keys))
+    )
+    dates = lake.key_dates(object_keys)
+    if dates is not None:
+        rows = rows.where(F.col("ingest_date").isin(dates))
+    return rows
+
+
+def load(
+    spark: SparkSession, settings: Settings, run_id: str, objects: Sequence[ClaimedObject]
+) -> BronzeCounts:
+    """Parse the objects' lines and MERGE them into bronze.events and quarantine.events.
+
+    Three Spark actions: one small aggregate (lines per object and ingest date, which bound
+    the MERGE), then one MERGE per table, skipped when it has nothing to write. An object that
+    yields fewer lines than the registry counted gets a `missing_lines` quarantine row instead
+    of passing unnoticed: Sail reads a missing object as empty (JVM Spark fails the read, and
+    with it the run).
+    """
+    from pyspark.sql import functions as F
+
+    if not objects:
+        return BronzeCounts(lines=0, written=0, quarantined=0)
+    for table in (BRONZE_EVENTS, QUARANTINE_EVENTS):  # readers may rely on them, even empty
+        lake.ensure_created(spark, settings, table)
+    keys = [o.object_key for o in objects]
+    classified = classify(read_lines(spark, settings, keys), run_id)
+    stats = (
+        classified.groupBy(F.col("rule").isNull().alias("ok"), "object_key", "ingest_date")
+        .agg(F.count(F.lit(1)).alias("n"))
+        .collect()
+    )
+    lines = sum(int(r["n"]) for r in stats)
+    good_dates = sorted({r["ingest_date"] for r in stats if r["ok"]})
+    seen = Counter[str]()
+    for r in stats:
+        seen[r["object_key"]] += int(r["n"])
+    short = [o for o in objects if seen[o.object_key] < o.event_count]
+    rows, quarantine = split(classified)
+    if short:
+        quarantine = quarantine.unionByName(_short_objects(spark, run_id, short, seen))
+    written = quarantined = 0
+    if good_dates:
+        written = lake.merge(
+            spark, settings, BRONZE_EVENTS, rows, prune={"ingest_date": good_dates}
+        )
+    if short or any(not r["ok"] for r in stats):
+        quarantined = lake.merge(spark, settings, QUARANTINE_EVENTS, quarantine)
+    return BronzeCounts(lines=lines, written=written, quarantined=quarantined)
+
+
+def _short_objects(
+    spark: SparkSession, run_id: str, short: Sequence[ClaimedObject], seen: Counter[str]
+) -> DataFrame:
+    """Quarantine rows for objects that gave fewer lines than registered (or none at all)."""
+    now = datetime.now(UTC)
+    rows = [
+        (
+            o.object_key,
+            RULE_MISSING_LINES,
+            STAGE,
+            o.object_key,
+            None,
+            f"registered with {o.event_count} events, {seen[o.object_key]} lines read"
+            + (" (object missing or empty)" if not seen[o.object_key] else ""),
+            None,
+            run_id,
+            now,
+        )
+        for o in short
+    ]
+    return spark.createDataFrame(rows, QUARANTINE_EVENTS.ddl)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run the bronze stage for the objects a run holds."""
+    parser = argparse.ArgumentParser(description="Load a run's raw objects into bronze.events.")
+    parser.add_argument("--run-id", required=True, help="run that claimed the objects")
+    args = parser.parse_args(argv)
+    from lake_config.settings import get_settings
+    from spark_jobs import pipeline
+
+    print(pipeline.bronze(get_settings(), args.run_id))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

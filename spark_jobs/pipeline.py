@@ -1,0 +1,291 @@
+"""The pipeline stages, as `tlake run` and the Airflow DAG call them (docs/CONTRACTS.md).
+
+A run claims raw objects in the registry, then loads exactly those: bronze (lines), silver
+(events), gold (device hours, mirrored to PostgreSQL). Only after every Delta commit does
+`finish` mark the objects processed. Every stage is a MERGE on declared keys, so any stage may
+be re-run for the same run id after a crash, and a run that takes over expired claims redoes
+the work of the crashed one without writing anything twice.
+
+Each stage looks its objects up in the registry (`Registry.claimed`), so the stages can run in
+separate processes; each one it does work for is recorded in registry.pipeline_runs.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from lake_config.registry import ClaimedObject, Registry
+from lake_config.settings import Settings
+from lake_config.spark import build_session
+from spark_jobs.errors import RunError, translated
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What one stage did for one run. Rows written count only rows new to (or changed in)
+    their table, so a re-run of a finished stage reports zero."""
+
+    run_id: str
+    stage: str
+    objects: int
+    rows_in: int = 0
+    rows_written: int = 0
+    rows_quarantined: int = 0
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What `run_once` did; all zero when there was nothing to claim."""
+
+    run_id: str
+    objects: int = 0
+    lines: int = 0
+    bronze_rows: int = 0
+    silver_rows: int = 0
+    gold_rows: int = 0
+    quarantined: int = 0
+    processed: int = 0
+    duration_s: float = 0.0
+    stages: tuple[StageResult, ...] = ()
+
+    def render(self) -> str:
+        """A few lines for a terminal: totals, then one line per stage."""
+        if not self.objects:
+            return f"run {self.run_id}: nothing pending ({self.duration_s:.1f} s)"
+        lines = [
+            f"run {self.run_id}: {self.objects} object(s), {self.lines} line(s), "
+            f"{self.processed} processed, {self.quarantined} quarantined "
+            f"in {self.duration_s:.1f} s"
+        ]
+        lines += [
+            f"  {s.stage:<6} {s.rows_in:>9} in  {s.rows_written:>9} written  "
+            f"{s.rows_quarantined:>6} quarantined  {s.duration_s:6.1f} s"
+            for s in self.stages
+        ]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _Counts:
+    rows_in: int
+    rows_written: int
+    rows_quarantined: int = 0
+
+
+class _Run:
+    """What the stages of one process share: settings, a registry pool, one Spark session.
+
+    The session is built on first use, so a run with nothing to do never starts one.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = Registry(settings, min_size=1, max_size=2)
+        self._spark: SparkSession | None = None
+
+    @property
+    def spark(self) -> SparkSession:
+        if self._spark is None:
+            self._spark = build_session(self.settings, app_name="tlake-pipeline")
+        return self._spark
+
+    def close(self) -> None:
+        self.registry.close()
+
+
+@contextmanager
+def _opened(settings: Settings) -> Iterator[_Run]:
+    run = _Run(settings)
+    try:
+        yield run
+    finally:
+        run.close()
+
+
+def new_run_id() -> str:
+    """A unique run id that sorts by start time: `20260101T120000Z-1a2b3c4d`."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def claim(settings: Settings, run_id: str) -> list[ClaimedObject]:
+    """Claim up to `run_batch_objects` open objects for `run_id` (see lake_config.registry)."""
+    with _opened(settings) as run:
+        return _claim(run, run_id)
+
+
+def bronze(settings: Settings, run_id: str) -> StageResult:
+    """The run's raw objects -> bronze.events (bad lines -> quarantine.events)."""
+    with _opened(settings) as run:
+        return _bronze(run, run_id)
+
+
+def silver(settings: Settings, run_id: str) -> StageResult:
+    """The run's bronze rows -> silver.device_events (failed rules -> quarantine.events)."""
+    with _opened(settings) as run:
+        return _silver(run, run_id)
+
+
+def gold(settings: Settings, run_id: str) -> StageResult:
+    """The device hours the run's events touch -> gold.device_hourly and PostgreSQL."""
+    with _opened(settings) as run:
+        return _gold(run, run_id)
+
+
+def finish(settings: Settings, run_id: str) -> int:
+    """Mark the run's objects processed; call only after bronze, silver and gold succeeded."""
+    with _opened(settings) as run:
+        return _finish(run, run_id)
+
+
+def fail(settings: Settings, run_id: str, error: str) -> int:
+    """Release the run's objects: back to pending, or failed after max_attempts tries."""
+    with _opened(settings) as run:
+        return run.registry.mark_failed(run_id, error)
+
+
+def run_once(settings: Settings, *, run_id: str | None = None) -> RunSummary:
+    """Claim, bronze, silver, gold, finish. Raises RunError after releasing the claims.
+
+    With nothing to claim it returns an all-zero summary without starting Spark.
+    """
+    run_id = run_id or new_run_id()
+    started = time.monotonic()
+    stage = "claim"
+    with _opened(settings) as run:
+        try:
+            claimed = _claim(run, run_id)
+            if not claimed:
+                return RunSummary(run_id=run_id, duration_s=time.monotonic() - started)
+            stage = "bronze"
+            b = _bronze(run, run_id)
+            stage = "silver"
+            s = _silver(run, run_id)
+            stage = "gold"
+            g = _gold(run, run_id)
+            stage = "finish"
+            processed = _finish(run, run_id)
+        except Exception as exc:
+            _release(run, run_id, f"{stage}: {exc}", exc)
+            raise RunError(run_id, stage, str(exc)) from exc
+    return RunSummary(
+        run_id=run_id,
+        objects=len(claimed),
+        lines=b.rows_in,
+        bronze_rows=b.rows_written,
+        silver_rows=s.rows_written,
+        gold_rows=g.rows_written,
+        quarantined=b.rows_quarantined + s.rows_quarantined,
+        processed=processed,
+        duration_s=time.monotonic() - started,
+        stages=(b, s, g),
+    )
+
+
+# --- stage bodies on a shared _Run -------------------------------------------------------------
+
+
+def _claim(run: _Run, run_id: str) -> list[ClaimedObject]:
+    claimed = run.registry.claim(run_id)
+    if claimed:  # an idle poll leaves no trace in pipeline_runs
+        run.registry.stage_started(run_id, "claim", len(claimed))
+        run.registry.stage_finished(run_id, "claim", rows_out=len(claimed))
+    return claimed
+
+
+def _bronze(run: _Run, run_id: str) -> StageResult:
+    from spark_jobs.bronze import events
+
+    def work(objects: list[ClaimedObject]) -> _Counts:
+        c = events.load(run.spark, run.settings, run_id, objects)
+        return _Counts(c.lines, c.written, c.quarantined)
+
+    return _staged(run, run_id, "bronze", work)
+
+
+def _silver(run: _Run, run_id: str) -> StageResult:
+    from spark_jobs.silver import device_events
+
+    def work(objects: list[ClaimedObject]) -> _Counts:
+        c = device_events.load(run.spark, run.settings, run_id, _keys(objects))
+        return _Counts(c.rows_in, c.written, c.quarantined)
+
+    return _staged(run, run_id, "silver", work)
+
+
+def _gold(run: _Run, run_id: str) -> StageResult:
+    from spark_jobs.gold import device_hourly
+
+    def work(objects: list[ClaimedObject]) -> _Counts:
+        c = device_hourly.load(run.spark, run.settings, _keys(objects))
+        return _Counts(c.events, c.keys)
+
+    return _staged(run, run_id, "gold", work)
+
+
+def _finish(run: _Run, run_id: str) -> int:
+    held = len(run.registry.claimed(run_id))
+    if not held:
+        return 0
+    run.registry.stage_started(run_id, "finish", held)
+    processed = run.registry.mark_processed(run_id)
+    run.registry.stage_finished(run_id, "finish", rows_out=processed)
+    return processed
+
+
+def _keys(objects: list[ClaimedObject]) -> list[str]:
+    return [o.object_key for o in objects]
+
+
+def _staged(
+    run: _Run, run_id: str, stage: str, work: Callable[[list[ClaimedObject]], _Counts]
+) -> StageResult:
+    """Run `work` on the objects `run_id` holds, recorded in pipeline_runs, errors translated."""
+    objects = run.registry.claimed(run_id)
+    if not objects:
+        return StageResult(run_id=run_id, stage=stage, objects=0)
+    run.registry.stage_started(run_id, stage, len(objects))
+    started = time.monotonic()
+    try:
+        with translated():
+            counts = work(objects)
+    except Exception as exc:
+        _record_failure(run, run_id, stage, exc)
+        raise
+    run.registry.stage_finished(run_id, stage, rows_in=counts.rows_in, rows_out=counts.rows_written)
+    return StageResult(
+        run_id=run_id,
+        stage=stage,
+        objects=len(objects),
+        rows_in=counts.rows_in,
+        rows_written=counts.rows_written,
+        rows_quarantined=counts.rows_quarantined,
+        duration_s=time.monotonic() - started,
+    )
+
+
+def _record_failure(run: _Run, run_id: str, stage: str, exc: Exception) -> None:
+    """Best effort: a registry that is down must not hide the error that ended the stage."""
+    try:
+        run.registry.stage_finished(run_id, stage, error=str(exc) or type(exc).__name__)
+    except Exception as record_exc:
+        exc.add_note(f"recording the failure in pipeline_runs failed too: {record_exc}")
+
+
+def _release(run: _Run, run_id: str, error: str, exc: Exception) -> None:
+    """Best effort: if the registry is down the claims come back when their lease expires."""
+    try:
+        run.registry.mark_failed(run_id, error)
+    except Exception as release_exc:
+        exc.add_note(
+            f"releasing the claims failed too (they return at lease expiry): {release_exc}"
+        )
