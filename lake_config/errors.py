@@ -33,3 +33,10 @@ class RegistryError(LakeConfigError):
 
 class EngineError(LakeConfigError):
     """No Spark session could be built for the configured engine."""
+
+
+class OrchestrationError(LakeConfigError):
+    """Airflow could not be prepared, or a DAG run could not be carried out at all.
+
+    A DAG run that ran and failed is not an error: `lake_config.airflow.run_dag` returns its state.
+    """

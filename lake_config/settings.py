@@ -89,6 +89,19 @@ class Settings(BaseSettings):
             )
         return self
 
+    def as_env(self) -> dict[str, str]:
+        """`TLAKE_*` variables that rebuild exactly these settings in a child process, whatever
+        its working directory or `.env` (paths are made absolute)."""
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, Path):
+                value = value.resolve()
+            env[f"TLAKE_{name.upper()}"] = str(value)
+        return env
+
     @property
     def database_name(self) -> str:
         return urlsplit(self.database_url).path.lstrip("/") or "postgres"

@@ -118,7 +118,12 @@ def new_run_id() -> str:
 
 
 def claim(settings: Settings, run_id: str) -> list[ClaimedObject]:
-    """Claim up to `run_batch_objects` open objects for `run_id` (see lake_config.registry)."""
+    """Claim up to `run_batch_objects` open objects for `run_id` (see lake_config.registry).
+
+    Returns every object the run holds, including those an earlier attempt of the same run
+    claimed: a retried claim task whose first try committed but died before reporting still
+    carries on with its objects instead of leaving them to wait out their lease.
+    """
     with _opened(settings) as run:
         return _claim(run, run_id)
 
@@ -195,8 +200,9 @@ def run_once(settings: Settings, *, run_id: str | None = None) -> RunSummary:
 
 
 def _claim(run: _Run, run_id: str) -> list[ClaimedObject]:
-    claimed = run.registry.claim(run_id)
-    if claimed:  # an idle poll leaves no trace in pipeline_runs
+    fresh = run.registry.claim(run_id)
+    claimed = run.registry.claimed(run_id)  # fresh claims plus any an earlier try took
+    if fresh:  # an idle poll leaves no trace in pipeline_runs
         run.registry.stage_started(run_id, "claim", len(claimed))
         run.registry.stage_finished(run_id, "claim", rows_out=len(claimed))
     return claimed

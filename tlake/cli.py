@@ -130,7 +130,46 @@ def run(
         summary = pipeline.run_once(settings)
     except (SparkJobError, LakeConfigError) as exc:
         _fail(exc)
-    console.print(summary.render() if hasattr(summary, "render") else str(summary))
+    console.print(summary.render())
+
+
+@app.command()
+def dag(
+    once: Annotated[
+        bool, typer.Option("--once", help="One DAG run, in-process (dag.test())")
+    ] = True,
+    dag_id: Annotated[str, typer.Option(help="DAG to run")] = "telemetry_lake",
+) -> None:
+    """Run the Airflow DAG once with dag.test() against the running stack."""
+    from lake_config import airflow
+
+    if not once:
+        _fail(ValueError("only --once is supported; `make airflow` runs the scheduler"))
+    try:
+        result = airflow.run_dag(get_settings(), dag_id)
+    except LakeConfigError as exc:
+        _fail(exc)
+    table = Table("task", "state", title=f"{result.dag_id} {result.run_id}")
+    for task_id, state in result.task_states.items():
+        table.add_row(task_id, state or "-")
+    console.print(table)
+    claimed = result.xcoms.get("claim")
+    console.print(
+        f"  DAG run {result.state} in {result.seconds:.1f}s (run {claimed}); log {result.log_path}"
+    )
+    if not result.succeeded:
+        raise typer.Exit(code=1)
+
+
+@app.command("airflow-standalone")
+def airflow_standalone() -> None:
+    """Airflow standalone (scheduler, API server, UI) with our DAGs, against the running stack."""
+    from lake_config import airflow
+
+    try:
+        airflow.run_standalone(get_settings())
+    except LakeConfigError as exc:
+        _fail(exc)
 
 
 @app.command()

@@ -51,15 +51,6 @@ def _bin(name: str) -> str:
     return found
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as TLAKE_* variables, so child processes see exactly this configuration."""
-    env: dict[str, str] = {}
-    for name, value in settings.model_dump().items():
-        raw = value.get_secret_value() if hasattr(value, "get_secret_value") else value
-        env[f"TLAKE_{name.upper()}"] = str(raw)
-    return env
-
-
 def s3_env(settings: Settings) -> dict[str, str]:
     """AWS variables for processes that reach the bucket (Sail's object_store reads these)."""
     return {
@@ -280,7 +271,7 @@ def start_api(settings: Settings, timeout_s: float = 60.0) -> str:
             "--timeout-keep-alive",
             "30",
         ]
-        svc.start(argv, settings_env(settings), cwd=Path(__file__).resolve().parent.parent)
+        svc.start(argv, settings.as_env(), cwd=Path(__file__).resolve().parent.parent)
     _wait(lambda: _api_healthy(settings), "ingest API", svc, timeout_s)
     return "started"
 

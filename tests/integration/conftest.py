@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from lake_config.airflow import drop_airflow_database
 from lake_config.registry import Registry, drop_database
 from lake_config.settings import Settings, get_settings
 from lake_config.spark import build_session
@@ -34,13 +35,14 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     cfg = stack.private_settings(tmp_path_factory.mktemp("tlake-home"))
     # Child processes and code that calls get_settings() (Airflow tasks) see this stack.
     saved = dict(os.environ)
-    os.environ.update(stack.settings_env(cfg))
+    os.environ.update(cfg.as_env())
     get_settings.cache_clear()
     try:
         stack.up(cfg, api=False)
         yield cfg
     finally:
         stack.down(cfg)
+        drop_airflow_database(cfg)
         drop_database(cfg)
         os.environ.clear()
         os.environ.update(saved)

@@ -25,7 +25,6 @@ from lake_config.storage import ObjectStore
 from lake_config.tables import GOLD_DEVICE_HOURLY, QUARANTINE_EVENTS, SILVER_DEVICE_EVENTS, TABLES
 from spark_jobs import pipeline
 from tlake import simulate
-from tlake.stack import settings_env
 
 SIM = {"devices": 6, "minutes": 40, "seed": 11, "bad_rate": 0.05}
 
@@ -241,7 +240,7 @@ def test_quarantine_table_holds_no_ingest_rejects_twice(
 def test_cli_status_json_reports_the_stack(settings: Settings, api_url: str) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "tlake.cli", "status", "--json"],
-        env={**settings_env(settings), "PATH": "/usr/bin:/bin"},
+        env={**settings.as_env(), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=120,
