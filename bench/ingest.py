@@ -17,18 +17,14 @@ import asyncio
 import gzip
 import multiprocessing as mp
 import statistics
-import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from datetime import UTC, datetime
 
 from ingest_api.batches import validate_batch
 from ingest_api.landing import compress, raw_lines

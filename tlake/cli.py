@@ -17,8 +17,10 @@ from tlake.errors import TlakeError
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
 app.add_typer(keys_app, name="keys")
-console = Console()
-err = Console(stderr=True)
+# Piped output (make demo, CI logs) gets a fixed readable width instead of rich's 80 columns.
+_WIDTH = None if sys.stdout.isatty() else 120
+console = Console(width=_WIDTH)
+err = Console(stderr=True, width=_WIDTH)
 
 
 def _fail(exc: Exception) -> None:

@@ -3,7 +3,7 @@
 Each simulated device runs app sessions on an accelerated clock (the whole window is generated as
 fast as the API accepts it): app_open → screen_view … → app_close, a battery_status every five
 minutes, a heartbeat every minute, network changes, rare crashes. The SDK buffers events and
-flushes a gzip batch every 30 simulated seconds or 100 events, retries with backoff on 429/503 and
+flushes a gzip batch every five simulated minutes or 100 events, retries with backoff on 429/503 and
 network errors, and — like real SDKs after a lost response — sometimes re-sends a batch it already
 delivered, so duplicates across batches are part of the traffic. `--seed` makes it reproducible.
 """
@@ -39,7 +39,7 @@ MODELS = [
 ]
 CARRIERS = ["Vodafone", "Orange", "T-Mobile", "Claro", "Vivo"]
 SCREENS = ["home", "search", "detail", "cart", "checkout", "settings", "profile"]
-FLUSH_EVERY = timedelta(seconds=30)
+FLUSH_EVERY = timedelta(minutes=5)
 FLUSH_SIZE = 100
 
 

@@ -289,9 +289,13 @@ def _port_free(port: int) -> bool:
 
 
 def free_port_block() -> int:
-    """A base port P with P..P+5 and P+10000..P+10005 free (SeaweedFS derives its ports so)."""
+    """A base port P with P..P+5 and P+10000..P+10005 free (SeaweedFS derives its ports so).
+
+    All of them stay below Linux's ephemeral range (32768+), where any outgoing connection could
+    take a port between this check and the moment a service binds it.
+    """
     for _ in range(200):
-        base = 20000 + secrets.randbelow(20000)
+        base = 11000 + secrets.randbelow(11000)
         ports = [base + i for i in range(6)] + [base + 10000 + i for i in range(6)]
         if all(_port_free(p) for p in ports):
             return base

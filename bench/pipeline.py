@@ -1,0 +1,126 @@
+"""Pipeline benchmark: events/s through claim → bronze → silver → gold → finish on Sail.
+
+Lands `--objects` raw objects of `--events` events each (made by the mobile simulator and the
+ingest API's own validation and landing code, so they are byte-for-byte what the API writes),
+then measures in the same run:
+
+  baseline  — reading those objects as text and counting lines (the I/O floor of any pass);
+  pipeline  — one `pipeline.run_once` over all of them (MERGE into bronze, silver and gold Delta
+              tables, upsert into PostgreSQL);
+  rerun     — a second pass with nothing new (what an idle schedule tick costs).
+
+It starts its own private stack (SeaweedFS, Sail, a throwaway PostgreSQL database) and removes it.
+Usage: `python bench/pipeline.py [--objects 100] [--events 1000]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from ingest_api.batches import validate_batch
+from ingest_api.landing import compress, raw_key, raw_lines
+from ingest_api.tokenize import Tokenizer
+from lake_config.registry import RawObject, Registry, drop_database
+from lake_config.settings import Settings
+from lake_config.spark import build_session, lake_scheme
+from lake_config.storage import ObjectStore, lake_uri
+from spark_jobs import pipeline
+from tlake import simulate, stack
+
+
+def land(settings: Settings, objects: int, events: int) -> tuple[list[str], int]:
+    """Write `objects` raw objects as the API would, register them; returns keys and bytes."""
+    store = ObjectStore(settings)
+    tokenizer = Tokenizer.for_settings(settings)
+    pool = [
+        e
+        for env, _ in simulate.batches(max(50, objects), 240, seed=3, resend_rate=0.0)
+        for e in env["events"]
+    ]
+    keys, total = [], 0
+    with Registry(settings, max_size=2) as reg:
+        for i in range(objects):
+            chunk = [dict(pool[(i * events + j) % len(pool)]) for j in range(events)]
+            for e in chunk:  # unique ids: the benchmark measures volume, not dedup
+                e["event_id"] = str(uuid.uuid4())
+            body = orjson.dumps({"sent_at": chunk[-1]["occurred_at"], "events": chunk})
+            batch = validate_batch(
+                body, settings.model_copy(update={"max_events_per_batch": events}), tokenizer
+            )
+            received = datetime.now(UTC)
+            batch_id = uuid.uuid4()
+            key = raw_key("bench", received, batch_id)
+            data = compress(
+                raw_lines(
+                    batch.accepted,
+                    object_key=key,
+                    batch_id=batch_id,
+                    source="bench",
+                    schema_version=batch.schema_version,
+                    received_at=received,
+                    sent_at=batch.sent_at,
+                )
+            )
+            store.put(key, data)
+            reg.register(
+                RawObject(key, "bench", batch_id, len(data), len(batch.accepted), received)
+            )
+            keys.append(key)
+            total += len(data)
+    return keys, total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--objects", type=int, default=100)
+    ap.add_argument("--events", type=int, default=1000)
+    args = ap.parse_args()
+    n_events = args.objects * args.events
+
+    with tempfile.TemporaryDirectory(prefix="tlake-bench-") as home:
+        settings = stack.private_settings(Path(home))
+        try:
+            stack.up(settings, api=False)
+            t0 = time.perf_counter()
+            keys, size = land(settings, args.objects, args.events)
+            landing_s = time.perf_counter() - t0
+
+            spark = build_session(settings)
+            uris = [lake_uri(settings, k, scheme=lake_scheme(settings)) for k in keys]
+            t0 = time.perf_counter()
+            lines = spark.read.text(uris).count()
+            baseline_s = time.perf_counter() - t0
+
+            t0 = time.perf_counter()
+            summary = pipeline.run_once(settings)
+            run_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            idle = pipeline.run_once(settings)
+            idle_s = time.perf_counter() - t0
+        finally:
+            stack.down(settings)
+            drop_database(settings)
+
+    assert lines == n_events, (lines, n_events)
+    assert summary.processed == args.objects and idle.objects == 0
+    print(f"pipeline benchmark: {args.objects} objects x {args.events} events = {n_events:,}")
+    print(f"  landed (gzip)       {size / 2**20:.1f} MiB in {landing_s:.1f} s")
+    print(f"  baseline read+count {n_events / baseline_s:>10,.0f} events/s ({baseline_s:.1f} s)")
+    print(
+        f"  pipeline run_once   {n_events / run_s:>10,.0f} events/s ({run_s:.1f} s) "
+        f"= {baseline_s / run_s:.2f} x baseline"
+    )
+    for st in summary.stages:
+        print(f"    {st.stage:<7} {st.duration_s:6.1f} s  {st.rows_written:>9,} rows written")
+    print(f"  idle rerun          {idle_s:.2f} s (nothing new; Spark not started)")
+
+
+if __name__ == "__main__":
+    main()
