@@ -63,5 +63,10 @@ bench: setup ## Benchmarks (print figures as ratios against an in-run baseline)
 airflow: setup ## Airflow standalone (UI on :8080) with our dags folder, for watching runs
 	$(BIN)/tlake airflow-standalone
 
+.PHONY: compose-check
+compose-check: ## Validate docker-compose.yml with the .env.example placeholders (docker-compose, no engine)
+	@command -v docker-compose >/dev/null || { echo "docker-compose is missing: apt-get install -y docker-compose"; exit 1; }
+	docker-compose --env-file .env.example --profile cluster config -q && echo "docker-compose.yml: valid"
+
 clean: down ## Stop the stack and delete local state (.tlake)
 	rm -rf .tlake

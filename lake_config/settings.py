@@ -20,6 +20,8 @@ from lake_config.errors import SettingsError
 DEV_S3_ACCESS_KEY = "tlake-dev"
 DEV_S3_SECRET_KEY = "tlake-dev-secret-change-me"
 DEV_TOKEN_KEY = "tlake-dev-token-key-change-me"
+# The placeholder of .env.example (and part of every development secret above).
+PLACEHOLDER = "change-me"
 
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
@@ -64,6 +66,11 @@ class Settings(BaseSettings):
     max_decompressed_bytes: int = 8_000_000
     max_event_bytes: int = 32_000
     max_events_per_batch: int = 1_000
+    # Ingest edge, per API worker: events per second per API key (token bucket, 0 disables;
+    # answered 429 with Retry-After), and ingest requests worked on at once before answering
+    # 503 `overloaded` instead of queueing (0 disables).
+    rate_limit_events_per_s: float = Field(default=50_000, ge=0)
+    max_inflight_requests: int = Field(default=64, ge=0)
 
     # Registry: how many raw objects one run claims, and how long a claim holds.
     run_batch_objects: int = 5_000
@@ -73,12 +80,14 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_dev_secrets_outside_loopback(self) -> Settings:
         defaults = []
-        if self.s3_access_key == DEV_S3_ACCESS_KEY:
+        if self.s3_access_key == DEV_S3_ACCESS_KEY or PLACEHOLDER in self.s3_access_key:
             defaults.append("TLAKE_S3_ACCESS_KEY")
-        if self.s3_secret_key.get_secret_value() == DEV_S3_SECRET_KEY:
+        if PLACEHOLDER in self.s3_secret_key.get_secret_value():
             defaults.append("TLAKE_S3_SECRET_KEY")
-        if self.token_key.get_secret_value() == DEV_TOKEN_KEY:
+        if PLACEHOLDER in self.token_key.get_secret_value():
             defaults.append("TLAKE_TOKEN_KEY")
+        if PLACEHOLDER in (urlsplit(self.database_url).password or ""):
+            defaults.append("TLAKE_DATABASE_URL (password)")
         if not defaults:
             return self
         remote = [u for u in (self.s3_endpoint, self.api_url) if not _is_loopback(u)]

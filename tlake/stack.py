@@ -344,7 +344,10 @@ def up(settings: Settings, *, api: bool = True) -> dict[str, str]:
     applied = prepare_database(settings)
     result["postgres"] = f"migrated {applied}" if applied else "up to date"
     result["seaweedfs"] = start_seaweed(settings)
-    result["sail"] = start_sail(settings)
+    if settings.spark_remote:
+        result["sail"] = start_sail(settings)
+    else:  # classic JVM Spark: the cluster is someone else's to run
+        result["spark"] = f"classic, master {settings.spark_master}"
     if api:
         result["api"] = start_api(settings)
     return result
@@ -373,8 +376,12 @@ def health(settings: Settings) -> list[Health]:
         checks.append(
             Health("s3", False, f"{settings.s3_endpoint}/{settings.bucket}", str(exc)[:200])
         )
-    sail_ok = _port_open(_spark_host(settings), settings.spark_port)
-    checks.append(Health("spark", sail_ok, settings.spark_remote, "" if sail_ok else "no answer"))
+    if settings.spark_remote:
+        sail_ok = _port_open(_spark_host(settings), settings.spark_port)
+        detail = "" if sail_ok else "no answer"
+        checks.append(Health("spark", sail_ok, settings.spark_remote, detail))
+    else:
+        checks.append(Health("spark", True, settings.spark_master, "classic JVM session"))
     api_ok = _api_healthy(settings)
     checks.append(Health("api", api_ok, settings.api_url, "" if api_ok else "no answer"))
     return checks
