@@ -63,6 +63,10 @@ bench: setup ## Benchmarks (print figures as ratios against an in-run baseline)
 airflow: setup ## Airflow standalone (UI on :8080) with our dags folder, for watching runs
 	$(BIN)/tlake airflow-standalone
 
+.PHONY: dashboard
+dashboard: setup ## Streamlit dashboard on http://127.0.0.1:8501 (reads PostgreSQL only; `make demo` fills it)
+	$(BIN)/streamlit run dashboard/app.py --server.address 127.0.0.1 --server.port 8501 --server.headless true --browser.gatherUsageStats false
+
 .PHONY: compose-check
 compose-check: ## Validate docker-compose.yml with the .env.example placeholders (docker-compose, no engine)
 	@command -v docker-compose >/dev/null || { echo "docker-compose is missing: apt-get install -y docker-compose"; exit 1; }

@@ -1,4 +1,4 @@
-"""Telemetry Lake: claim newly landed raw objects, then bronze -> silver -> gold, then finish.
+"""Telemetry Lake: reconcile, claim newly landed raw objects, then bronze -> silver -> gold, finish.
 
 One run claims what arrived, carries exactly those objects through the three layers and marks them
 processed only after gold committed. Every task calls one `spark_jobs.pipeline` stage with the same
@@ -6,7 +6,9 @@ lake run id, and every stage is idempotent for that id, so a retried or cleared 
 work and nothing else. When nothing is pending, `claim` short-circuits: the stages are skipped and
 the run still succeeds. When a stage still fails after its retries, `release` hands the claimed
 objects back to the registry (pending again, or failed after `max_attempts`) instead of letting
-them sit until their lease runs out.
+them sit until their lease runs out. `reconcile` runs first, so an object PUT but never registered
+(a crash between the two) is claimed by this very run, and a pending row whose object is gone is
+marked failed instead of being claimed.
 
 This file only declares: Spark, boto3, psycopg and our settings are imported inside the tasks, so
 the DAG processor parses it in milliseconds and without any service.
@@ -69,7 +71,31 @@ def alert_on_failure(context: dict) -> None:
     doc_md=__doc__,
 )
 def telemetry_lake() -> None:
-    @task.short_circuit
+    @task
+    def reconcile() -> dict:
+        """Register raw objects the registry lacks; fail pending rows whose object is gone.
+
+        Housekeeping: when it fails for good it alerts (on_failure_callback) but `claim` still
+        runs, so a broken repair never holds back what landed normally.
+        """
+        import dataclasses
+
+        from lake_config.registry import Registry
+        from lake_config.settings import get_settings
+        from lake_config.storage import ObjectStore
+        from recovery.reconcile import reconcile as reconcile_lake
+
+        settings = get_settings()
+        store = ObjectStore(settings)
+        try:
+            with Registry(settings, max_size=1) as registry:
+                result = reconcile_lake(store, registry)
+        finally:
+            store.close()
+        print(result.render())
+        return dataclasses.asdict(result)
+
+    @task.short_circuit(trigger_rule=TriggerRule.ALL_DONE)
     def claim(*, dag_run=None) -> str | None:
         """Claim open raw objects for this run; None (skip everything downstream) when none."""
         from lake_config.settings import get_settings
@@ -126,6 +152,7 @@ def telemetry_lake() -> None:
         raise AirflowFailException(f"{error}; {released} object(s) of {lake_run_id} released")
 
     lake_run_id = claim()
+    reconcile() >> lake_run_id
     stages = [bronze(lake_run_id), silver(lake_run_id), gold(lake_run_id), finish(lake_run_id)]
     chain(*stages)
     stages >> release()

@@ -60,7 +60,7 @@ class ValidatedBatch:
     """
 
     schema_version: str
-    sent_at: datetime
+    sent_at: datetime | None
     accepted: list[bytes] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
@@ -72,14 +72,19 @@ def validate_batch(body: bytes, settings: Settings, tokenizer: Tokenizer) -> Val
     return validate_events(envelope, schema, tokenizer, max_event_bytes=settings.max_event_bytes)
 
 
-def parse_envelope(body: bytes, max_events: int) -> tuple[dict[str, Any], EventSchema]:
-    """The envelope (events still raw) and the schema its events are validated with."""
+def load_json(body: bytes) -> Any:
+    """The parsed body; 400 `invalid_json` naming the line and column (never the text)."""
     try:
-        doc = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidJsonError(
             f"body is not valid JSON (line {exc.lineno}, column {exc.colno})"
         ) from exc
+
+
+def parse_envelope(body: bytes, max_events: int) -> tuple[dict[str, Any], EventSchema]:
+    """The envelope (events still raw) and the schema its events are validated with."""
+    doc = load_json(body)
     if not isinstance(doc, dict):
         raise InvalidEnvelopeError(
             "body must be a JSON object with sent_at and events",
@@ -106,14 +111,26 @@ def parse_envelope(body: bytes, max_events: int) -> tuple[dict[str, Any], EventS
     return envelope, schema
 
 
+@dataclass(frozen=True)
+class Origin:
+    """What mapped events were made from (Segment messages): a rejected event is quarantined as
+    its original payload, with `sensitive_fields` tokenized, and `errors[i]`, when not empty,
+    rejects event i with those reasons before validation (a mapping failure)."""
+
+    payloads: Sequence[Any]
+    errors: Sequence[list[dict[str, str]]]
+    sensitive_fields: tuple[tuple[str, str], ...]
+
+
 def validate_events(
     envelope: dict[str, Any],
     schema: EventSchema,
     tokenizer: Tokenizer,
     *,
     max_event_bytes: int,
+    origin: Origin | None = None,
 ) -> ValidatedBatch:
-    """Validate every event of a parsed envelope.
+    """Validate every event of a parsed envelope (`origin`: see `Origin`).
 
     An event is measured against `max_event_bytes` as the compact JSON it would be stored as
     (tokenized, UTC timestamps), which is also what bounds it downstream; since the schema
@@ -126,28 +143,39 @@ def validate_events(
     memo: dict[str, str] = {}
     accepted, rejected, results = batch.accepted, batch.rejected, batch.results
     for index, raw in enumerate(envelope["events"]):
-        try:
-            event = validate(raw)
-        except ValidationError as exc:
-            reasons = field_errors(exc.errors(**_NO_INPUT), "event")
+        reasons = origin.errors[index] if origin is not None else []
+        if not reasons:
+            try:
+                event = validate(raw)
+            except ValidationError as exc:
+                reasons = field_errors(exc.errors(**_NO_INPUT), "event")
+            else:
+                tokenizer.tokenize_event(event, sensitive, memo)
+                event_json = orjson.dumps(event, option=orjson.OPT_UTC_Z)
+                if len(event_json) <= max_event_bytes:
+                    accepted.append(event_json)
+                    results.append(
+                        {
+                            "index": index,
+                            "event_id": str(event["event_id"]),
+                            "status": "accepted",
+                            "errors": [],
+                        }
+                    )
+                    continue
+                message = f"event exceeds max_event_bytes={max_event_bytes}"
+                reasons = [{"field": "event", "message": message}]
+        if origin is None:
+            rejection = _rejection(index, raw, reasons, tokenizer, sensitive)
         else:
-            tokenizer.tokenize_event(event, sensitive, memo)
-            event_json = orjson.dumps(event, option=orjson.OPT_UTC_Z)
-            if len(event_json) <= max_event_bytes:
-                accepted.append(event_json)
-                results.append(
-                    {
-                        "index": index,
-                        "event_id": str(event["event_id"]),
-                        "status": "accepted",
-                        "errors": [],
-                    }
-                )
-                continue
-            reasons = [
-                {"field": "event", "message": f"event exceeds max_event_bytes={max_event_bytes}"}
-            ]
-        rejection = _rejection(index, raw, reasons, tokenizer, sensitive)
+            rejection = _rejection(
+                index,
+                origin.payloads[index],
+                reasons,
+                tokenizer,
+                origin.sensitive_fields,
+                event_id=_readable_event_id(raw),
+            )
         rejected.append(rejection)
         results.append(
             {
@@ -186,13 +214,18 @@ def _rejection(
     reasons: list[dict[str, str]],
     tokenizer: Tokenizer,
     sensitive: Sequence[tuple[str, str]],
+    *,
+    event_id: str | None = None,
 ) -> Rejection:
+    """`raw` tokenized for the quarantine; its event id is read from `raw` unless given."""
     try:
         payload = tokenizer.tokenize_payload(raw, sensitive)
     except ValueError:
         message = f"event nests deeper than {MAX_PAYLOAD_DEPTH} levels; its payload is not kept"
         payload, reasons = None, [*reasons, {"field": "event", "message": message}]
-    return Rejection(index, _readable_event_id(raw), reasons, payload, orjson.dumps(payload))
+    if event_id is None:
+        event_id = _readable_event_id(raw)
+    return Rejection(index, event_id, reasons, payload, orjson.dumps(payload))
 
 
 def _readable_event_id(raw: Any) -> str | None:

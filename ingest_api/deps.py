@@ -20,7 +20,7 @@ from ingest_api.errors import (
     MissingApiKeyError,
     RegistryUnavailableError,
 )
-from ingest_api.keys import MAX_KEY_CHARS, KeyCache
+from ingest_api.keys import MAX_KEY_CHARS, KeyCache, segment_secret
 from ingest_api.log import log_fields
 from ingest_api.tokenize import Tokenizer
 from lake_config.errors import RegistryError
@@ -80,7 +80,18 @@ async def authenticate(
     """The live API key of the `Authorization: Bearer` header (401 when missing or unknown)."""
     if credentials is None:
         raise MissingApiKeyError("send the API key as 'Authorization: Bearer <key>'")
-    secret = credentials.credentials
+    return await _live_key(request, credentials.credentials, registry, cache)
+
+
+async def authenticate_segment(
+    request: Request, registry: RegistryDep, cache: KeyCacheDep
+) -> ApiKey:
+    """The live API key of HTTP Basic (`<key>:`, as Segment's libraries send it) or Bearer."""
+    secret = segment_secret(request.headers.get("authorization"))
+    return await _live_key(request, secret, registry, cache)
+
+
+async def _live_key(request: Request, secret: str, registry: Registry, cache: KeyCache) -> ApiKey:
     hit, key = cache.get(secret)
     if not hit and len(secret) <= MAX_KEY_CHARS:
         try:
@@ -107,3 +118,13 @@ async def require_write_key(key: Annotated[ApiKey, Depends(authenticate)]) -> Ap
 
 
 WriteKeyDep = Annotated[ApiKey, Depends(require_write_key)]
+
+
+async def require_segment_write_key(
+    key: Annotated[ApiKey, Depends(authenticate_segment)],
+) -> ApiKey:
+    """As `require_write_key`, for a key sent the Segment way."""
+    return await require_write_key(key)
+
+
+SegmentWriteKeyDep = Annotated[ApiKey, Depends(require_segment_write_key)]

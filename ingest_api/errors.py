@@ -8,13 +8,18 @@
     ├── BadRequestError                  400
     │   ├── InvalidEncodingError             invalid_encoding
     │   ├── InvalidJsonError                 invalid_json
+    │   ├── InvalidIdempotencyKeyError       invalid_idempotency_key
     │   └── InvalidEnvelopeError             invalid_envelope (with the field errors)
     │       └── UnsupportedSchemaVersionError    unsupported_schema_version
     ├── PayloadTooLargeError             413 payload_too_large (with the limit exceeded)
     ├── UnsupportedEncodingError         415 unsupported_content_encoding
+    ├── IdempotencyKeyInProgressError    409 idempotency_key_in_progress (with Retry-After)
+    ├── IdempotencyKeyReusedError        422 idempotency_key_reused
+    ├── RateLimitedError                 429 rate_limited (with Retry-After)
     └── ServiceUnavailableError          503 (with Retry-After)
         ├── StorageUnavailableError          storage_unavailable
-        └── RegistryUnavailableError         registry_unavailable
+        ├── RegistryUnavailableError         registry_unavailable
+        └── OverloadedError                  overloaded
 
 A batch in which every event is invalid is not an error: it is answered 422 with per-event
 results, like any other batch. `lake_config` errors are turned into the 503 family where the
@@ -101,6 +106,10 @@ class UnsupportedSchemaVersionError(InvalidEnvelopeError):
     code = "unsupported_schema_version"
 
 
+class InvalidIdempotencyKeyError(BadRequestError):
+    code = "invalid_idempotency_key"
+
+
 class PayloadTooLargeError(IngestError):
     """A size limit was exceeded; `details["limit"]` names the setting (413)."""
 
@@ -113,6 +122,32 @@ class UnsupportedEncodingError(IngestError):
 
     status = 415
     code = "unsupported_content_encoding"
+
+
+class IdempotencyKeyInProgressError(IngestError):
+    """Another request with the same Idempotency-Key is being landed; retry shortly (409)."""
+
+    status = 409
+    code = "idempotency_key_in_progress"
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}
+
+
+class IdempotencyKeyReusedError(IngestError):
+    """The Idempotency-Key was already used with a different body (422)."""
+
+    status = 422
+    code = "idempotency_key_reused"
+
+
+class RateLimitedError(IngestError):
+    """The key sent more events than its rate allows; `retry_after_s` says when to retry (429)."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.headers = {"Retry-After": str(retry_after_s)}  # type: ignore[misc]
 
 
 class ServiceUnavailableError(IngestError):
@@ -130,6 +165,14 @@ class StorageUnavailableError(ServiceUnavailableError):
 
 class RegistryUnavailableError(ServiceUnavailableError):
     code = "registry_unavailable"
+
+
+class OverloadedError(ServiceUnavailableError):
+    """More requests in flight in this worker than `max_inflight_requests`; none was queued."""
+
+    code = "overloaded"
+    retry_after_s: ClassVar[int] = 1
+    headers: ClassVar[dict[str, str]] = {"Retry-After": str(retry_after_s)}
 
 
 async def handle_ingest_error(request: Request, exc: Exception) -> Response:

@@ -10,14 +10,44 @@ created just after a failed attempt is refused for up to `negative_ttl_s`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from ingest_api.errors import InvalidApiKeyError, MissingApiKeyError
 from lake_config.registry import ApiKey, hash_key
 
 MAX_KEY_CHARS = 256  # registry keys are ~55 characters; longer ones are refused unseen
 _E = TypeVar("_E")
+
+
+def segment_secret(authorization: str | None) -> str:
+    """The API key of an Authorization header the Segment way: HTTP Basic with the write key
+    as user name and an empty password (what Segment's libraries send), or Bearer.
+
+    Raises MissingApiKeyError without either scheme, InvalidApiKeyError for Basic credentials
+    that are not `<key>:` (the message never quotes them).
+    """
+    scheme, _, param = (authorization or "").strip().partition(" ")
+    param = param.strip()
+    if scheme.lower() == "bearer" and param:
+        return param
+    if scheme.lower() == "basic" and param:
+        try:
+            user, _, password = base64.b64decode(param, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            user, password = "", ""
+        if user and not password:
+            return user
+        raise InvalidApiKeyError(
+            "Basic credentials must be the write key as user name and an empty password"
+        )
+    raise MissingApiKeyError(
+        "send the write key as the HTTP Basic user name (empty password) "
+        "or as 'Authorization: Bearer <key>'"
+    )
 
 
 class KeyCache:

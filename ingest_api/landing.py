@@ -17,16 +17,18 @@ the whole batch: the route calls `land` in the threadpool.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import orjson
+import psycopg
 
 from ingest_api.batches import Rejection, ValidatedBatch
 from ingest_api.errors import RegistryUnavailableError, StorageUnavailableError
-from lake_config.errors import RegistryError, StorageError
+from lake_config.errors import ObjectExistsError, RegistryError, StorageError
 from lake_config.registry import QuarantineRecord, RawObject, Registry
 from lake_config.storage import ObjectStore
 
@@ -91,7 +93,12 @@ def raw_lines(
 
 
 def quarantine_lines(
-    rejected: Sequence[Rejection], *, batch_id: UUID, source: str, received_at: datetime
+    rejected: Sequence[Rejection],
+    *,
+    batch_id: UUID,
+    source: str,
+    received_at: datetime,
+    component: str = COMPONENT,
 ) -> bytes:
     """JSON Lines of the quarantine object: one line per rejected event, payload tokenized."""
     batch = str(batch_id)
@@ -101,7 +108,7 @@ def quarantine_lines(
                 "batch_id": batch,
                 "event_index": r.index,
                 "event_id": r.event_id,
-                "component": COMPONENT,
+                "component": component,
                 "source": source,
                 "received_at": received_at,
                 "reasons": r.reasons,
@@ -114,7 +121,12 @@ def quarantine_lines(
 
 
 def quarantine_records(
-    rejected: Sequence[Rejection], *, batch_id: UUID, source: str, received_at: datetime
+    rejected: Sequence[Rejection],
+    *,
+    batch_id: UUID,
+    source: str,
+    received_at: datetime,
+    component: str = COMPONENT,
 ) -> list[QuarantineRecord]:
     """Registry rows for the rejected events.
 
@@ -132,7 +144,7 @@ def quarantine_records(
                 source=source,
                 event_index=r.index,
                 event_id=r.event_id,
-                component=COMPONENT,
+                component=component,
                 reasons=r.reasons,
                 payload=payload,
                 payload_text=payload_text,
@@ -155,8 +167,16 @@ def land(
     batch_id: UUID,
     source: str,
     received_at: datetime,
+    if_absent: bool = False,
+    first: Callable[[psycopg.Connection[Any]], None] | None = None,
+    component: str = COMPONENT,
 ) -> Landing:
     """PUT the batch's objects, then register them in one transaction (see module docstring).
+
+    With `if_absent` (an idempotent request, `ingest_api.idempotency`), objects are PUT with
+    `If-None-Match: *` and one found already written is taken as an earlier attempt's identical
+    bytes. `first` runs at the start of the registration transaction (storing the answer).
+    `component` names the edge that rejected the batch's invalid events in the quarantine.
 
     Raises StorageUnavailableError or RegistryUnavailableError; nothing is acknowledged then.
     """
@@ -175,7 +195,7 @@ def land(
                 sent_at=batch.sent_at,
             )
         )
-        _put(store, object_key, body)
+        _put(store, object_key, body, if_absent=if_absent)
         raw_object = RawObject(
             object_key=object_key,
             source=source,
@@ -188,14 +208,22 @@ def land(
     if batch.rejected:
         q_key = quarantine_key(source, received_at, batch_id)
         lines = quarantine_lines(
-            batch.rejected, batch_id=batch_id, source=source, received_at=received_at
+            batch.rejected,
+            batch_id=batch_id,
+            source=source,
+            received_at=received_at,
+            component=component,
         )
-        _put(store, q_key, compress(lines))
+        _put(store, q_key, compress(lines), if_absent=if_absent)
         records = quarantine_records(
-            batch.rejected, batch_id=batch_id, source=source, received_at=received_at
+            batch.rejected,
+            batch_id=batch_id,
+            source=source,
+            received_at=received_at,
+            component=component,
         )
     try:
-        registry.register(raw_object, records)
+        registry.register(raw_object, records, first=first)
     except RegistryError as exc:
         raise RegistryUnavailableError(
             "the registry is unavailable; nothing was accepted, retry the batch",
@@ -204,9 +232,11 @@ def land(
     return Landing(batch_id, object_key, q_key, len(batch.accepted), len(batch.rejected))
 
 
-def _put(store: ObjectStore, key: str, body: bytes) -> None:
+def _put(store: ObjectStore, key: str, body: bytes, *, if_absent: bool = False) -> None:
     try:
-        store.put(key, body)
+        store.put(key, body, if_absent=if_absent)
+    except ObjectExistsError:
+        pass  # an earlier attempt of the same idempotent request wrote these very bytes
     except StorageError as exc:
         raise StorageUnavailableError(
             "object storage is unavailable; nothing was accepted, retry the batch",

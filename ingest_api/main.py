@@ -7,9 +7,11 @@ from starlette.exceptions import HTTPException
 
 from ingest_api.deps import lifespan
 from ingest_api.errors import IngestError, handle_http_error, handle_ingest_error
+from ingest_api.limits import LoadShedMiddleware, RateLimiter
 from ingest_api.log import RequestLogMiddleware, configure_logging
+from ingest_api.metrics import IngestMetrics, MetricsMiddleware
 from ingest_api.responses import JsonResponse
-from ingest_api.routes import events, health
+from ingest_api.routes import events, health, metrics, segment
 from lake_config.settings import Settings, get_settings
 
 
@@ -22,10 +24,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         default_response_class=JsonResponse,
     )
-    app.state.settings = settings or get_settings()
+    app.state.settings = settings = settings or get_settings()
+    app.state.metrics = IngestMetrics()
+    app.state.rate_limiter = RateLimiter(
+        settings.rate_limit_events_per_s, min_capacity=settings.max_events_per_batch
+    )
+    # The last added is the outermost: the log line and the metrics also see refused requests.
+    app.add_middleware(
+        LoadShedMiddleware, limit=settings.max_inflight_requests, metrics=app.state.metrics
+    )
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(RequestLogMiddleware)
     app.add_exception_handler(IngestError, handle_ingest_error)
     app.add_exception_handler(HTTPException, handle_http_error)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(events.router)
+    app.include_router(segment.router)
     return app

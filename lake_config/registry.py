@@ -1,16 +1,23 @@
 """The PostgreSQL registry: raw objects and their processing state, API keys, quarantine, runs.
 
-Claiming follows one protocol: a run takes `pending` objects (and `processing` objects whose lease
-ran out) with `for update skip locked`, stamps them with its run id and a lease, processes exactly
-those, and marks them `processed` only after every Delta commit of the run succeeded. Two runs at
-once never take the same object; a crashed run's objects come back when its lease expires.
+Claiming follows one protocol: a run takes `pending` objects (and `processing` objects whose
+claim was abandoned) with `for update skip locked`, stamps them with its run id and a lease,
+processes exactly those, and marks them `processed` only after every Delta commit of the run
+succeeded. Two runs at once never take the same object.
+
+A claim is abandoned when its lease ran out or, for a session-tied claim, as soon as the run that
+made it is dead: such a run holds a PostgreSQL advisory lock on its run id (`RunHold`) on a
+connection of its own for its whole life, and PostgreSQL drops the lock with the session, so a
+SIGKILLed run's objects are taken by the very next claim. Every claim counts an attempt; an
+abandoned object that used up `max_attempts` becomes `failed` (with the reason in last_error)
+instead of being claimed again, until an operator retries it (`tlake files retry`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +36,27 @@ from lake_config.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "sql" / "migrations"
 STATUSES = ("pending", "processing", "processed", "failed")
+
+# Advisory-lock keys held right now in this database: the run ids of live RunHolds. A bigint
+# advisory lock shows in pg_locks as its high (classid) and low (objid) 32 bits, objsubid 1.
+_LIVE_RUNS = """
+    live as (
+        select (l.classid::bigint << 32) | l.objid::bigint as lock_key
+        from pg_locks as l
+        where l.locktype = 'advisory' and l.granted and l.objsubid = 1
+          and l.database = (select oid from pg_database where datname = current_database())
+    )"""
+# A processing claim whose run is gone: its lease ran out, or it was session-tied and no session
+# holds its run's lock any more. A hash collision can only make a dead run look alive, and then
+# the lease still ends the claim.
+_ABANDONED = """(
+    o.status = 'processing' and (
+        o.lease_expires_at < now()
+        or (o.session_tied
+            and hashtextextended(o.claimed_by, 0) not in (select lock_key from live))))"""
+_WHY = """case when o.status <> 'processing' then null
+    when o.lease_expires_at < now() then format('run %%s abandoned it: lease expired', o.claimed_by)
+    else format('run %%s abandoned it: its session ended', o.claimed_by) end"""
 
 
 @dataclass(frozen=True)
@@ -65,6 +93,21 @@ class ClaimedObject:
     source: str
     event_count: int
     attempts: int
+
+
+@dataclass(frozen=True)
+class ObjectState:
+    """A raw object's processing state, as `tlake files list` shows it."""
+
+    object_id: int
+    object_key: str
+    source: str
+    status: str
+    attempts: int
+    claimed_by: str | None
+    received_at: datetime
+    processed_at: datetime | None
+    last_error: str | None
 
 
 @dataclass(frozen=True)
@@ -124,6 +167,100 @@ def apply_migrations(settings: Settings) -> list[str]:
         raise RegistryError(f"migrations failed: {exc}") from exc
 
 
+@contextmanager
+def commit_lock(settings: Settings, resource: str) -> Iterator[None]:
+    """Hold the cluster-wide lock on `resource` (a Delta table's URI) while the block runs.
+
+    Sail commits to a Delta log with put-if-absent and neither retries nor rebases: two runs
+    committing to one table at once end with one of them failing ("Failed to commit
+    transaction"). Writers therefore take this PostgreSQL advisory lock around each commit, so
+    concurrent runs queue per table instead of failing. The lock lives in a session of its own
+    and dies with it, so a killed writer never leaves a table locked.
+    """
+    try:
+        conn = psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise RegistryError(f"registry unavailable for the commit lock: {exc}") from exc
+    try:
+        try:
+            conn.execute(
+                "select pg_advisory_lock(hashtextextended(%s, 0))", (f"tlake.commit:{resource}",)
+            )
+        except psycopg.Error as exc:
+            raise RegistryError(f"cannot take the commit lock on {resource}: {exc}") from exc
+        yield
+    finally:
+        conn.close()
+
+
+class RunHold:
+    """A run's claim on being alive: the advisory lock on its run id, on a connection of its own.
+
+    Held from before the run claims anything until it ends; claims made with it are session-tied
+    (`Registry.claim(..., hold=...)`). When the process dies, however it dies, PostgreSQL ends
+    the session and drops the lock, and the next claim takes the run's objects at once.
+    `heartbeat()` proves the session is still there and extends the run's leases, so a live
+    run is never mistaken for a dead one, whatever its duration; it raises RegistryError when the
+    session was lost, and the run must then stop before committing anything else.
+    """
+
+    def __init__(self, settings: Settings, run_id: str) -> None:
+        self.run_id = run_id
+        self._lease_s = settings.claim_lease_seconds
+        try:
+            self._conn = psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise RegistryError(f"registry unavailable: {exc}") from exc
+        try:
+            row = self._conn.execute(
+                "select pg_try_advisory_lock(hashtextextended(%s, 0))", (run_id,)
+            ).fetchone()
+        except psycopg.Error as exc:
+            self._conn.close()
+            raise RegistryError(f"cannot lock run {run_id!r}: {exc}") from exc
+        if not (row and row[0]):
+            self._conn.close()
+            raise RegistryError(f"run {run_id!r} is already held by a live session")
+
+    def heartbeat(self) -> int:
+        """Extend the leases of the run's claims; returns how many it holds."""
+        try:
+            cur = self._conn.execute(
+                """
+                update registry.raw_objects
+                set lease_expires_at = now() + make_interval(secs => %s)
+                where claimed_by = %s and status = 'processing'
+                """,
+                (self._lease_s, self.run_id),
+            )
+        except psycopg.Error as exc:
+            raise RegistryError(
+                f"run {self.run_id!r} lost its registry session; its claims may be taken: {exc}"
+            ) from exc
+        return cur.rowcount
+
+    def release(self) -> None:
+        """Drop the lock, then end the session; safe to call twice.
+
+        Unlocking first makes the release visible before this returns; a closed connection's
+        backend exits a moment later, which is how a killed run's lock goes.
+        """
+        if self._conn.closed:
+            return
+        try:
+            self._conn.execute("select pg_advisory_unlock_all()")
+        except psycopg.Error:
+            pass  # the session is gone already, and its locks with it
+        finally:
+            self._conn.close()
+
+    def __enter__(self) -> RunHold:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class Registry:
     """Registry operations over a small psycopg connection pool."""
 
@@ -172,9 +309,21 @@ class Registry:
 
     # --- landing -------------------------------------------------------------------------------
 
-    def register(self, obj: RawObject | None, quarantined: Sequence[QuarantineRecord] = ()) -> None:
-        """Register a landed object and its batch's rejected events in one transaction."""
+    def register(
+        self,
+        obj: RawObject | None,
+        quarantined: Sequence[QuarantineRecord] = (),
+        *,
+        first: Callable[[psycopg.Connection[Any]], None] | None = None,
+    ) -> None:
+        """Register a landed object and its batch's rejected events in one transaction.
+
+        `first` runs at the start of that transaction (the ingest API records an idempotency
+        key's response there); an exception it raises rolls the whole registration back.
+        """
         with self.connection() as conn, conn.transaction():
+            if first is not None:
+                first(conn)
             if obj is not None:
                 conn.execute(
                     """
@@ -226,18 +375,53 @@ class Registry:
 
     # --- claiming ------------------------------------------------------------------------------
 
-    def claim(self, run_id: str, *, limit: int | None = None) -> list[ClaimedObject]:
-        """Take up to `limit` open objects for `run_id` (pending, or processing past its lease)."""
+    def claim(
+        self, run_id: str, *, limit: int | None = None, hold: RunHold | None = None
+    ) -> list[ClaimedObject]:
+        """Take up to `limit` open objects for `run_id`: pending, or abandoned by a dead run.
+
+        With `hold` (the `RunHold` of `run_id`, which must be live) the claims are session-tied:
+        they are abandoned the moment that hold's session ends. Abandoned objects that already
+        used `max_attempts` become `failed` instead, in the same transaction.
+        """
+        if hold is not None and hold.run_id != run_id:
+            raise ValueError(f"hold of run {hold.run_id!r} cannot tie claims of run {run_id!r}")
         limit = limit or self.settings.run_batch_objects
+        params = {
+            "limit": limit,
+            "run_id": run_id,
+            "lease": self.settings.claim_lease_seconds,
+            "max_attempts": self.settings.max_attempts,
+            "session_tied": hold is not None,
+        }
         with self.connection() as conn, conn.transaction():
+            conn.execute(
+                f"""
+                with {_LIVE_RUNS},
+                exhausted as (
+                    select o.object_id, {_WHY} as why
+                    from registry.raw_objects as o
+                    where {_ABANDONED} and o.attempts >= %(max_attempts)s
+                    for update skip locked
+                )
+                update registry.raw_objects as o
+                set status = 'failed', lease_expires_at = null,
+                    last_error = left(format('gave up after attempt %%s of %%s: %%s',
+                        o.attempts, %(max_attempts)s::int, e.why), 2000)
+                from exhausted as e
+                where o.object_id = e.object_id
+                """,
+                params,
+            )
             rows = conn.execute(
-                """
-                with picked as (
-                    select object_id
-                    from registry.raw_objects
-                    where status = 'pending'
-                       or (status = 'processing' and lease_expires_at < now())
-                    order by object_id
+                f"""
+                with {_LIVE_RUNS},
+                picked as (
+                    select o.object_id, {_WHY} as why
+                    from registry.raw_objects as o
+                    where o.status = 'pending'
+                       or ({_ABANDONED} and o.attempts < %(max_attempts)s)
+                    order by o.object_id
                     limit %(limit)s
                     for update skip locked
                 )
@@ -246,14 +430,20 @@ class Registry:
                     claimed_by = %(run_id)s,
                     claimed_at = now(),
                     lease_expires_at = now() + make_interval(secs => %(lease)s),
-                    attempts = o.attempts + 1
-                from picked
-                where o.object_id = picked.object_id
+                    session_tied = %(session_tied)s,
+                    attempts = o.attempts + 1,
+                    last_error = coalesce(left(p.why, 2000), o.last_error)
+                from picked as p
+                where o.object_id = p.object_id
                 returning o.object_id, o.object_key, o.source, o.event_count, o.attempts
                 """,
-                {"limit": limit, "run_id": run_id, "lease": self.settings.claim_lease_seconds},
+                params,
             ).fetchall()
         return sorted((ClaimedObject(**r) for r in rows), key=lambda c: c.object_id)
+
+    def hold(self, run_id: str) -> RunHold:
+        """Take the session lock of `run_id` (see `RunHold`); RegistryError if another has it."""
+        return RunHold(self.settings, run_id)
 
     def claimed(self, run_id: str) -> list[ClaimedObject]:
         """The objects `run_id` holds, for stages that run in separate processes (Airflow)."""
@@ -280,6 +470,41 @@ class Registry:
                 where claimed_by = %s and status = 'processing'
                 """,
                 (run_id,),
+            )
+            return cur.rowcount
+
+    def objects(self, *, status: str | None = None, limit: int = 1000) -> list[ObjectState]:
+        """Raw objects by object id, newest first, optionally of one status."""
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}; one of {list(STATUSES)}")
+        with self.connection() as conn:
+            rows = conn.execute(
+                """
+                select object_id, object_key, source, status, attempts, claimed_by,
+                       received_at, processed_at, last_error
+                from registry.raw_objects
+                where %(status)s::text is null or status = %(status)s
+                order by object_id desc
+                limit %(limit)s
+                """,
+                {"status": status, "limit": limit},
+            ).fetchall()
+        return [ObjectState(**r) for r in rows]
+
+    def retry_failed(self, object_keys: Sequence[str] | None = None) -> int:
+        """Put failed objects (all, or those of `object_keys`) back to pending with no attempts.
+
+        last_error stays until the object is processed, so the reason it failed remains visible.
+        """
+        with self.connection() as conn, conn.transaction():
+            cur = conn.execute(
+                """
+                update registry.raw_objects
+                set status = 'pending', attempts = 0, claimed_by = null, lease_expires_at = null
+                where status = 'failed'
+                  and (%(keys)s::text[] is null or object_key = any(%(keys)s::text[]))
+                """,
+                {"keys": list(object_keys) if object_keys is not None else None},
             )
             return cur.rowcount
 

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     api_url: str = "http://127.0.0.1:8000"
     api_workers: int = 1
 
+    # MQTT broker the bridge (`tlake mqtt-bridge`) subscribes to; mqtt:// or mqtts://.
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+
     token_key: SecretStr = SecretStr(DEV_TOKEN_KEY)
     token_key_id: str = "k1"
 

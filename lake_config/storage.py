@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -22,6 +23,7 @@ from lake_config.settings import Settings
 class ObjectInfo:
     key: str
     size_bytes: int
+    last_modified: datetime | None = None
 
 
 class ObjectStore:
@@ -103,7 +105,11 @@ class ObjectStore:
             )
             for page in pages:
                 for item in page.get("Contents", []):
-                    yield ObjectInfo(key=item["Key"], size_bytes=int(item["Size"]))
+                    yield ObjectInfo(
+                        key=item["Key"],
+                        size_bytes=int(item["Size"]),
+                        last_modified=item.get("LastModified"),
+                    )
         except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"LIST {prefix!r} failed: {exc}") from exc
 

@@ -1,4 +1,5 @@
-"""Every lake table, declared once: name, layer, path, columns, partitioning and merge keys.
+"""Every lake table, declared once: name, layer, path, columns, partitioning, merge keys, and
+the data-quality expectations its stage checks (declared in lake_config.quality).
 
 Jobs, tests, the catalog and maintenance import these declarations; no path or schema is spelled
 anywhere else.
@@ -7,6 +8,8 @@ anywhere else.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from lake_config.quality import SILVER_DEVICE_EVENTS_EXPECTATIONS, Expectation
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class Table:
     description: str = ""
     owner_stage: str = ""
     pruning_keys: tuple[str, ...] = field(default=())  # partition columns matched in MERGE
+    # Data-quality rules the owning stage checks before it commits (lake_config.quality).
+    expectations: tuple[Expectation, ...] = ()
 
     @property
     def layer(self) -> str:
@@ -84,6 +89,7 @@ SILVER_DEVICE_EVENTS = Table(
     owner_stage="silver",
     merge_keys=("event_id",),
     partition_by=("event_date",),
+    expectations=SILVER_DEVICE_EVENTS_EXPECTATIONS,
     columns=(
         Column("event_id", "string", "Client-chosen event id, unique in this table", False),
         Column("device_id", "string", "Device the event describes", False),

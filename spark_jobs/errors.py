@@ -3,6 +3,8 @@
     SparkJobError           root of every error a Spark job or pipeline stage raises
     ├── QueryError          the Spark engine failed a read, a transform or a Delta commit
     ├── ServingError        PostgreSQL refused the analytics.device_hourly upsert
+    ├── MaintenanceError    delta-rs could not optimize, vacuum or read the history of a table
+    ├── QualityError        rows broke a data-quality expectation whose action is `fail`
     └── RunError            run_once gave up on a run; its claims were released (see __cause__)
 
 lake_config errors (RegistryError, EngineError, StorageError) pass through a single stage
@@ -29,6 +31,14 @@ class QueryError(SparkJobError):
 
 class ServingError(SparkJobError):
     """PostgreSQL refused the upsert into analytics.device_hourly."""
+
+
+class MaintenanceError(SparkJobError):
+    """delta-rs could not optimize, vacuum or read the history of a table (or was misused)."""
+
+
+class QualityError(SparkJobError):
+    """Rows broke a `fail` expectation (lake_config.quality); the stage committed nothing."""
 
 
 class RunError(SparkJobError):

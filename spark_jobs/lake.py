@@ -1,9 +1,11 @@
 """Reading and merging the declared lake tables, the same way on Sail and on JVM Spark.
 
 Every write is a MERGE on the table's declared keys, so a stage re-run for the same objects
-writes nothing twice. A missing table is created from its declaration through
-`lake_config.spark.ensure_table`; tables are then read and merged by path, so a session whose
-catalog still names a table in another bucket fails loudly instead of writing to the wrong lake.
+writes nothing twice, and holds the table's commit lock (lake_config.registry.commit_lock), so
+concurrent runs queue per table instead of failing each other's commits. A missing table is
+created from its declaration through `lake_config.spark.ensure_table`; tables are then read and
+merged by path, so a session whose catalog still names a table in another bucket fails loudly
+instead of writing to the wrong lake.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, NamedTuple
 
+from lake_config.registry import commit_lock
 from lake_config.settings import Settings
 from lake_config.spark import ensure_table, table_uri
 from lake_config.tables import Table
@@ -58,7 +61,8 @@ def ensure_created(spark: SparkSession, settings: Settings, table: Table) -> Dat
         df.schema  # noqa: B018 - resolving the schema is what proves the table exists
         return df
     except AnalysisException:
-        ensure_table(spark, settings, table)
+        with commit_lock(settings, uri):  # a concurrent run may be creating it too
+            ensure_table(spark, settings, table)
     return spark.read.format("delta").load(uri)
 
 
@@ -97,8 +101,10 @@ def merge(
         f" on {' and '.join(on)}{matched} when not matched then insert *"
     )
     # Both engines answer a MERGE with one row whose first column counts affected rows
-    # (Sail: count; Delta on JVM: num_affected_rows).
-    rows = spark.sql(statement).collect()
+    # (Sail: count; Delta on JVM: num_affected_rows). One writer per table at a time: Sail
+    # fails a commit that races another instead of retrying it (see commit_lock).
+    with commit_lock(settings, table_uri(settings, table)):
+        rows = spark.sql(statement).collect()
     spark.catalog.dropTempView(view)  # left behind on failure; the next MERGE replaces it
     return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 

@@ -3,7 +3,7 @@
 A run claims raw objects in the registry, then loads exactly those: bronze (lines), silver
 (events), gold (device hours, mirrored to PostgreSQL). Only after every Delta commit does
 `finish` mark the objects processed. Every stage is a MERGE on declared keys, so any stage may
-be re-run for the same run id after a crash, and a run that takes over expired claims redoes
+be re-run for the same run id after a crash, and a run that takes over abandoned claims redoes
 the work of the crashed one without writing anything twice.
 
 Each stage looks its objects up in the registry (`Registry.claimed`), so the stages can run in
@@ -12,6 +12,8 @@ separate processes; each one it does work for is recorded in registry.pipeline_r
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,13 +22,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from lake_config.registry import ClaimedObject, Registry
+from lake_config.errors import RegistryError
+from lake_config.registry import ClaimedObject, Registry, RunHold
 from lake_config.settings import Settings
 from lake_config.spark import build_session
 from spark_jobs.errors import RunError, translated
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+# Fault injection for tests only: with TLAKE_CRASH_AFTER=<point>, `run_once` SIGKILLs its own
+# process right after that point committed, so a test can stop a real `tlake run` at an exact
+# stage boundary (tests/integration/test_crash_harness.py). `gold` is the last commit before
+# the objects are marked processed. Unset in every deployment; an unknown value is refused.
+CRASH_AFTER_ENV = "TLAKE_CRASH_AFTER"
+CRASH_POINTS = ("claim", "bronze", "silver", "gold")
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,8 @@ class _Run:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry = Registry(settings, min_size=1, max_size=2)
+        self.hold: RunHold | None = None  # set by run_once: its claims are session-tied
+        self.claimed = 0  # objects the held run claimed, which heartbeat() expects to still hold
         self._spark: SparkSession | None = None
 
     @property
@@ -100,7 +112,25 @@ class _Run:
         return self._spark
 
     def close(self) -> None:
+        if self.hold is not None:
+            self.hold.release()
         self.registry.close()
+
+    def heartbeat(self) -> None:
+        """Before each stage: renew the leases, and stop if any claim was lost meanwhile.
+
+        A live run only loses claims when a stage outlasted the lease; then another run may be
+        processing the same objects, and this one must not commit anything more.
+        """
+        if self.hold is None:
+            return
+        held = self.hold.heartbeat()
+        if held < self.claimed:
+            raise RegistryError(
+                f"run {self.hold.run_id} lost {self.claimed - held} of its {self.claimed} claims "
+                "(a stage outlasted the lease and another run took them); stopping before the "
+                "next commit"
+            )
 
 
 @contextmanager
@@ -123,6 +153,9 @@ def claim(settings: Settings, run_id: str) -> list[ClaimedObject]:
     Returns every object the run holds, including those an earlier attempt of the same run
     claimed: a retried claim task whose first try committed but died before reporting still
     carries on with its objects instead of leaving them to wait out their lease.
+
+    These claims are leased, not session-tied: the stages that follow run in other processes
+    (Airflow tasks), so no session lives as long as the run. `run_once` ties its claims.
     """
     with _opened(settings) as run:
         return _claim(run, run_id)
@@ -161,23 +194,39 @@ def fail(settings: Settings, run_id: str, error: str) -> int:
 def run_once(settings: Settings, *, run_id: str | None = None) -> RunSummary:
     """Claim, bronze, silver, gold, finish. Raises RunError after releasing the claims.
 
+    The run holds its registry session for its whole life (lake_config.registry.RunHold), so
+    if this process dies its claims are taken by the next run at once, not at lease expiry.
     With nothing to claim it returns an all-zero summary without starting Spark.
     """
     run_id = run_id or new_run_id()
+    crash_after = _crash_point()
     started = time.monotonic()
     stage = "claim"
     with _opened(settings) as run:
         try:
+            run.hold = run.registry.hold(run_id)
+        except RegistryError as exc:  # nothing claimed, and another process's claims stay its own
+            raise RunError(run_id, stage, str(exc)) from exc
+        try:
             claimed = _claim(run, run_id)
             if not claimed:
                 return RunSummary(run_id=run_id, duration_s=time.monotonic() - started)
+            run.claimed = len(claimed)
+            _maybe_crash(crash_after, stage)
             stage = "bronze"
+            run.heartbeat()
             b = _bronze(run, run_id)
+            _maybe_crash(crash_after, stage)
             stage = "silver"
+            run.heartbeat()
             s = _silver(run, run_id)
+            _maybe_crash(crash_after, stage)
             stage = "gold"
+            run.heartbeat()
             g = _gold(run, run_id)
+            _maybe_crash(crash_after, stage)
             stage = "finish"
+            run.heartbeat()
             processed = _finish(run, run_id)
         except Exception as exc:
             _release(run, run_id, f"{stage}: {exc}", exc)
@@ -196,11 +245,25 @@ def run_once(settings: Settings, *, run_id: str | None = None) -> RunSummary:
     )
 
 
+def _crash_point() -> str | None:
+    """The TLAKE_CRASH_AFTER fault-injection point, validated (None when unset)."""
+    point = os.environ.get(CRASH_AFTER_ENV) or None
+    if point is not None and point not in CRASH_POINTS:
+        raise ValueError(f"{CRASH_AFTER_ENV}={point!r} is not one of {list(CRASH_POINTS)}")
+    return point
+
+
+def _maybe_crash(crash_after: str | None, stage: str) -> None:
+    """Die like a killed worker (no cleanup, no release) when the fault hook names `stage`."""
+    if crash_after == stage:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 # --- stage bodies on a shared _Run -------------------------------------------------------------
 
 
 def _claim(run: _Run, run_id: str) -> list[ClaimedObject]:
-    fresh = run.registry.claim(run_id)
+    fresh = run.registry.claim(run_id, hold=run.hold)
     claimed = run.registry.claimed(run_id)  # fresh claims plus any an earlier try took
     if fresh:  # an idle poll leaves no trace in pipeline_runs
         run.registry.stage_started(run_id, "claim", len(claimed))

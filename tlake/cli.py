@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from typing import Annotated
@@ -17,6 +18,10 @@ from tlake.errors import TlakeError
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
 app.add_typer(keys_app, name="keys")
+files_app = typer.Typer(no_args_is_help=True, help="Raw objects and their processing state.")
+app.add_typer(files_app, name="files")
+tables_app = typer.Typer(no_args_is_help=True, help="Lake table upkeep (delta-rs).")
+app.add_typer(tables_app, name="tables")
 # Piped output (make demo, CI logs) gets a fixed readable width instead of rich's 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 120
 console = Console(width=_WIDTH)
@@ -133,6 +138,132 @@ def run(
     except (SparkJobError, LakeConfigError) as exc:
         _fail(exc)
     console.print(summary.render())
+
+
+@files_app.command("list")
+def files_list(
+    status: Annotated[
+        str | None, typer.Option(help="pending, processing, processed or failed")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Raw objects with status, attempts, holder and last error."""
+    from lake_config.registry import STATUSES, Registry
+
+    if status is not None and status not in STATUSES:
+        err.print(f"[bold red]error:[/] unknown status {status!r}; one of {list(STATUSES)}")
+        raise typer.Exit(code=2)
+    try:
+        with Registry(get_settings(), max_size=1) as reg:
+            objects = reg.objects(status=status, limit=limit)
+    except LakeConfigError as exc:
+        _fail(exc)
+    if as_json:
+        rows = [dataclasses.asdict(o) for o in objects]
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    table = Table("object", "status", "attempts", "claimed by", "last error")
+    for o in objects:
+        table.add_row(o.object_key, o.status, str(o.attempts), o.claimed_by or "-", o.last_error)
+    console.print(table)
+
+
+@files_app.command("retry")
+def files_retry(
+    keys: Annotated[list[str] | None, typer.Argument(help="Failed object keys")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Every failed object")] = False,
+) -> None:
+    """Put failed objects back to pending with their attempts reset."""
+    from lake_config.registry import Registry
+
+    if not keys and not failed:
+        err.print("[bold red]error:[/] name object keys or pass --failed")
+        raise typer.Exit(code=2)
+    try:
+        with Registry(get_settings(), max_size=1) as reg:
+            retried = reg.retry_failed(None if failed else keys)
+    except LakeConfigError as exc:
+        _fail(exc)
+    console.print(f"  {retried} failed objects back to pending")
+
+
+TableOption = Annotated[
+    str | None, typer.Option("--table", help="One table, e.g. silver.device_events (default: all)")
+]
+
+
+@tables_app.command("optimize")
+def tables_optimize(name: TableOption = None) -> None:
+    """Compact small files into larger ones."""
+    from spark_jobs import maintenance
+    from spark_jobs.errors import SparkJobError
+
+    try:
+        settings = get_settings()
+        results = maintenance.optimize(settings, maintenance.selected(name))
+    except (SparkJobError, LakeConfigError) as exc:
+        _fail(exc)
+    for r in results:
+        console.print(
+            f"  {r.table:<22} version {r.version}: {r.files_removed} files compacted into "
+            f"{r.files_added} ({r.partitions_optimized} partitions)"
+        )
+
+
+@tables_app.command("vacuum")
+def tables_vacuum(
+    name: TableOption = None,
+    retention_hours: Annotated[int, typer.Option(help="Keep files of versions this recent")] = 168,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would go")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Allow retention below 168 h")] = False,
+) -> None:
+    """Delete files no version inside the retention window references."""
+    from spark_jobs import maintenance
+    from spark_jobs.errors import SparkJobError
+
+    try:
+        results = maintenance.vacuum(
+            get_settings(),
+            maintenance.selected(name),
+            retention_hours=retention_hours,
+            dry_run=dry_run,
+            force=force,
+        )
+    except (SparkJobError, LakeConfigError) as exc:
+        _fail(exc)
+    verb = "would delete" if dry_run else "deleted"
+    for r in results:
+        console.print(f"  {r.table:<22} {verb} {len(r.files)} files")
+
+
+@tables_app.command("history")
+def tables_history(
+    name: TableOption = None,
+    limit: Annotated[int, typer.Option(help="Commits per table, newest first")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Recent commits of each table: version, time, operation."""
+    from spark_jobs import maintenance
+    from spark_jobs.errors import SparkJobError
+
+    try:
+        settings = get_settings()
+        commits = [
+            c
+            for t in maintenance.selected(name)
+            for c in maintenance.history(settings, t, limit=limit)
+        ]
+    except (SparkJobError, LakeConfigError) as exc:
+        _fail(exc)
+    if as_json:
+        rows = [dataclasses.asdict(c) for c in commits]
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    table = Table("table", "version", "committed (UTC)", "operation")
+    for c in commits:
+        table.add_row(c.table, str(c.version), f"{c.timestamp:%Y-%m-%d %H:%M:%S}", c.operation)
+    console.print(table)
 
 
 @app.command()
@@ -260,6 +391,170 @@ def report() -> None:
     console.print(top)
     console.print("registry: " + ", ".join(f"{k}={v}" for k, v in r.registry.items()))
     console.print(f"quarantine (by component): {r.quarantine or 'empty'}")
+
+
+@app.command()
+def reconcile(
+    prefix: Annotated[
+        str, typer.Option(help="Only raw objects and rows under this prefix (then no quarantine)")
+    ] = "raw/",
+    min_age_seconds: Annotated[
+        int, typer.Option(help="Leave younger unregistered objects (the API may be mid-landing)")
+    ] = 300,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Register raw objects the registry lacks; mark pending rows whose object is gone failed."""
+    from lake_config.registry import Registry
+    from lake_config.storage import ObjectStore
+    from recovery.reconcile import reconcile as run_reconcile
+
+    settings = get_settings()
+    store = ObjectStore(settings)
+    try:
+        with Registry(settings, max_size=1) as reg:
+            result = run_reconcile(
+                store,
+                reg,
+                prefix=prefix,
+                quarantine_prefix="quarantine/" if prefix == "raw/" else None,
+                min_age_s=min_age_seconds,
+            )
+    except LakeConfigError as exc:
+        _fail(exc)
+    finally:
+        store.close()
+    if as_json:
+        sys.stdout.write(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
+    else:
+        console.print(result.render())
+
+
+quarantine_app = typer.Typer(no_args_is_help=True, help="Events the ingest API quarantined.")
+app.add_typer(quarantine_app, name="quarantine")
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    reason: Annotated[
+        str | None, typer.Option(help="Only events with a reason whose field or message has this")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only events received at or after (RFC 3339; UTC if naive)")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Quarantined events with their reasons, newest first."""
+    from datetime import UTC, datetime
+
+    from lake_config.registry import Registry
+    from recovery.replay import list_quarantine
+
+    after: datetime | None = None
+    if since is not None:
+        try:
+            after = datetime.fromisoformat(since.replace("Z", "+00:00"))
+        except ValueError:
+            _fail(ValueError(f"--since {since!r} is not an RFC 3339 timestamp"))
+        if after is not None and after.tzinfo is None:
+            after = after.replace(tzinfo=UTC)
+    try:
+        with Registry(get_settings(), max_size=1) as reg:
+            rows = list_quarantine(reg, reason=reason, since=after, limit=limit)
+    except LakeConfigError as exc:
+        _fail(exc)
+    if as_json:
+        docs = [dataclasses.asdict(r) for r in rows]
+        sys.stdout.write(json.dumps(docs, indent=2, default=str) + "\n")
+        return
+    table = Table("id", "received (UTC)", "source", "event_id", "reasons", "replayed into")
+    for r in rows:
+        reasons = "; ".join(
+            f"{x.get('field')}: {x.get('message')}" for x in r.reasons if isinstance(x, dict)
+        )
+        table.add_row(
+            str(r.quarantine_id),
+            f"{r.received_at:%Y-%m-%d %H:%M:%S}",
+            r.source,
+            r.event_id or "-",
+            reasons,
+            r.replayed_object_key or "-",
+        )
+    console.print(table)
+
+
+@quarantine_app.command("replay")
+def quarantine_replay(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate only; land nothing")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Land quarantined events that today's schema accepts; replaying twice adds nothing."""
+    from lake_config.registry import Registry
+    from lake_config.storage import ObjectStore
+    from recovery.errors import RecoveryError
+    from recovery.replay import replay
+
+    settings = get_settings()
+    store = ObjectStore(settings)
+    try:
+        with Registry(settings, max_size=2) as reg:
+            result = replay(settings, store, reg, dry_run=dry_run)
+    except (RecoveryError, LakeConfigError) as exc:
+        _fail(exc)
+    finally:
+        store.close()
+    if as_json:
+        sys.stdout.write(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
+    else:
+        console.print(result.render())
+        for quarantine_id, why in result.not_replayable.items():
+            console.print(f"  not replayable: {quarantine_id}: {why}")
+
+
+@app.command("mqtt-bridge")
+def mqtt_bridge(
+    topic: Annotated[str, typer.Option(help="Topic filter to subscribe to (QoS 1)")],
+    source: Annotated[
+        str | None,
+        typer.Option(help="Source of every message (default: the level the wildcard matched)"),
+    ] = None,
+    max_messages: Annotated[
+        int | None, typer.Option(help="Exit after landing this many messages")
+    ] = None,
+    flush_events: Annotated[int, typer.Option(help="Land every N messages")] = 500,
+    flush_seconds: Annotated[float, typer.Option(help="... or T s after the first one")] = 2.0,
+    client_id: Annotated[
+        str, typer.Option(help="MQTT client id; its persistent session keeps unacked messages")
+    ] = "tlake-mqtt-bridge",
+) -> None:
+    """Land MQTT messages (TLAKE_MQTT_URL) through the API's validation and landing; ack after."""
+    from ingest_mqtt.bridge import Bridge
+    from ingest_mqtt.errors import BridgeError
+    from lake_config.registry import Registry
+    from lake_config.storage import ObjectStore
+
+    settings = get_settings()
+    store = ObjectStore(settings)
+    try:
+        with Registry(settings, max_size=2) as reg:
+            bridge = Bridge(
+                settings,
+                store,
+                reg,
+                topic=topic,
+                source=source,
+                client_id=client_id,
+                flush_events=flush_events,
+                flush_seconds=flush_seconds,
+                max_messages=max_messages,
+                log=lambda line: err.print(f"  {line}"),
+            )
+            result = bridge.run()
+    except (BridgeError, LakeConfigError) as exc:
+        _fail(exc)
+    finally:
+        store.close()
+    console.print(result.render())
 
 
 if __name__ == "__main__":

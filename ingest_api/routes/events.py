@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from functools import partial
 from typing import Any
-from uuid import uuid4
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from ingest_api.batches import validate_batch
-from ingest_api.body import content_coding, decode_body, read_body
 from ingest_api.deps import ObjectStoreDep, RegistryDep, SettingsDep, TokenizerDep, WriteKeyDep
-from ingest_api.landing import land
-from ingest_api.log import log_fields
-from ingest_api.responses import JsonResponse
+from ingest_api.intake import IDEMPOTENCY_PARAMETER, ingest
 from ingest_api.schemas import ErrorBody, IngestReceipt, envelope_json_schema
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -31,13 +26,21 @@ registered before the answer; every invalid one is quarantined with its reasons.
 * Two events with the same `event_id` in one batch are both accepted: deduplication by
   `event_id` happens downstream (silver), across batches.
 * A 503 means nothing was acknowledged: retry the same batch after `Retry-After` seconds.
+* With an `Idempotency-Key` header (1-255 visible ASCII, per source), a retry of the same body
+  lands nothing new and gets the first answer again (`Idempotent-Replayed: true`); the same
+  key with another body is 422 `idempotency_key_reused`, and while the first attempt is still
+  being landed, 409 `idempotency_key_in_progress`.
 """
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "invalid_json, invalid_envelope, invalid_encoding"},
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": ErrorBody,
+        "description": "invalid_json, invalid_envelope, invalid_encoding, invalid_idempotency_key",
+    },
     401: {"model": ErrorBody, "description": "missing_api_key, invalid_api_key"},
     403: {"model": ErrorBody, "description": "insufficient_scope"},
     413: {"model": ErrorBody, "description": "payload_too_large (`limit` names the setting)"},
+    409: {"model": ErrorBody, "description": "idempotency_key_in_progress (with Retry-After)"},
     415: {"model": ErrorBody, "description": "unsupported_content_encoding"},
     503: {"model": ErrorBody, "description": "storage_unavailable, registry_unavailable"},
 }
@@ -51,13 +54,14 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     responses={
         202: {"model": IngestReceipt, "description": "Landed: some or all events accepted"},
         422: {"model": IngestReceipt, "description": "Every event rejected and quarantined"},
-        **_ERRORS,
+        **ERRORS,
     },
     openapi_extra={
+        "parameters": [IDEMPOTENCY_PARAMETER],
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": envelope_json_schema()}},
-        }
+        },
     },
 )
 async def post_events(
@@ -69,23 +73,11 @@ async def post_events(
     tokenizer: TokenizerDep,
 ) -> Response:
     """Validate a batch, land the accepted events as one raw object and quarantine the rest."""
-    received_at = datetime.now(UTC)
-    coding = content_coding(request.headers.get("content-encoding"))
-    raw = await read_body(request, settings.max_request_bytes)
-    batch = validate_batch(
-        decode_body(raw, coding, settings.max_decompressed_bytes), settings, tokenizer
+    return await ingest(
+        request,
+        key=key,
+        settings=settings,
+        store=store,
+        registry=registry,
+        validate=partial(validate_batch, settings=settings, tokenizer=tokenizer),
     )
-    batch_id = uuid4()
-    log_fields(request)["batch_id"] = str(batch_id)
-    landing = await run_in_threadpool(
-        land, store, registry, batch, batch_id=batch_id, source=key.source, received_at=received_at
-    )
-    log_fields(request).update(accepted=landing.accepted, rejected=landing.rejected)
-    receipt = {
-        "batch_id": batch_id,
-        "object_key": landing.object_key,
-        "accepted": landing.accepted,
-        "rejected": landing.rejected,
-        "results": batch.results,
-    }
-    return JsonResponse(receipt, status_code=202 if landing.accepted else 422)

@@ -2,8 +2,11 @@
 
 Grain: one row per event_id, the first copy received. Within one input the copy with the
 earliest (received_at, object_key, line_no) wins; across runs the MERGE is insert-only, so a
-copy already in silver stays as it was. A row that fails a quality rule goes to
-quarantine.events (stage silver) once per rule it broke, and never into silver.
+copy already in silver stays as it was. The table's declared expectations
+(`SILVER_DEVICE_EVENTS.expectations`, lake_config.quality) are checked on every row: a row that
+fails a `quarantine` rule goes to quarantine.events (stage silver) once per rule it broke, and
+never into silver; `warn` rules are only counted; a broken `fail` rule stops the stage before
+it commits. Every rule's counts go to analytics.dq_results.
 
     spark-submit spark_jobs/silver/device_events.py --run-id <run id>
 """
@@ -13,15 +16,17 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from lake_config.quality import Expectation
 from lake_config.settings import Settings
 from lake_config.tables import QUARANTINE_EVENTS, SILVER_DEVICE_EVENTS
-from spark_jobs import lake
+from spark_jobs import lake, quality
 from spark_jobs.lake import Split
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 STAGE = "silver"
 
@@ -38,17 +43,8 @@ PAYLOAD_DDL = (
     "attributes string"
 )
 
-BATTERY_PCT_RANGE = (0.0, 100.0)
-SIGNAL_DBM_RANGE = (-150, 0)
 CRITICAL_BATTERY_PCT = 10.0
 LOW_BATTERY_PCT = 20.0
-
-# Quality rules, in the order a reader of quarantine meets them.
-RULE_UNPARSEABLE = "unparseable_payload"
-RULE_MISSING = "missing_{}"  # missing_event_id, missing_device_id, ...
-RULE_BAD_OCCURRED_AT = "invalid_occurred_at"
-RULE_BATTERY = "battery_out_of_range"
-RULE_SIGNAL = "signal_out_of_range"
 
 
 @dataclass(frozen=True)
@@ -57,10 +53,16 @@ class SilverCounts:
     written: int  # events new to silver; 0 when a re-run finds them all there
     duplicates: int  # copies of an event already accepted from the same input
     quarantined: int  # quarantine rows new to quarantine.events
+    rule_results: tuple[quality.RuleResult, ...] = ()  # as written to analytics.dq_results
 
 
-def classify(bronze_df: DataFrame) -> DataFrame:
+def classify(
+    bronze_df: DataFrame, expectations: Sequence[Expectation] = SILVER_DEVICE_EVENTS.expectations
+) -> DataFrame:
     """Each bronze row parsed and flattened, with its broken `rules` and an `accepted` flag.
+
+    `rules` lists the quarantining `expectations` the row broke; every expectation also leaves
+    a failure flag that `quality.summary` counts.
 
     `accepted` marks the one copy of each valid event that silver keeps: valid rows sort
     before invalid ones within an event_id, then by (received_at, object_key, line_no).
@@ -107,68 +109,16 @@ def classify(bronze_df: DataFrame) -> DataFrame:
         ev["session"]["session_id"].alias("session_id"),
         ev["session"]["duration_ms"].alias("session_duration_ms"),
         ev["attributes"].alias("attributes_json"),
+        F.when(F.col("is_object"), F.col("payload")).alias("object_payload"),
     ).drop("ev")
-    rules = F.array_compact(F.array(*_rule_checks()))
-    checked = flat.withColumn("rules", rules)
+    lag_ms = F.unix_millis(F.col("received_at")) - F.unix_millis(F.col("occurred_at"))
+    checked = quality.annotate(flat.withColumn("ingest_lag_ms", lag_ms), expectations)
     first_received = Window.partitionBy("event_id").orderBy(
         F.size("rules").asc(), "received_at", "object_key", "line_no"
     )
     ranked = checked.withColumn("copy_no", F.row_number().over(first_received))
     accepted = (F.size("rules") == 0) & (F.col("copy_no") == 1)
     return ranked.withColumn("accepted", accepted)
-
-
-def _rule_checks() -> list[Column]:
-    """One nullable struct<rule, reason> per quality rule; null when the rule holds."""
-    from pyspark.sql import functions as F
-
-    def broken(condition: Column, rule: str, reason: Column) -> Column:
-        return F.when(condition, F.struct(F.lit(rule).alias("rule"), reason.alias("reason")))
-
-    def text(*parts: Column | str) -> Column:
-        cols = [F.lit(p) if isinstance(p, str) else p.cast("string") for p in parts]
-        return F.concat(*cols)
-
-    parseable = F.col("is_object")
-    checks = [
-        broken(~parseable, RULE_UNPARSEABLE, F.lit("payload is not a JSON object")),
-    ]
-    for field in ("event_id", "device_id", "event_type"):
-        empty = F.col(field).isNull() | (F.trim(F.col(field)) == "")
-        checks.append(
-            broken(parseable & empty, RULE_MISSING.format(field), F.lit(f"{field} is missing"))
-        )
-    checks += [
-        broken(
-            parseable & F.col("occurred_at_text").isNull(),
-            RULE_MISSING.format("occurred_at"),
-            F.lit("occurred_at is missing"),
-        ),
-        broken(
-            F.col("occurred_at_text").isNotNull() & F.col("occurred_at").isNull(),
-            RULE_BAD_OCCURRED_AT,
-            text("occurred_at ", F.col("occurred_at_text"), " is not an RFC 3339 timestamp"),
-        ),
-        broken(
-            ~F.col("battery_pct").between(*BATTERY_PCT_RANGE),
-            RULE_BATTERY,
-            text(
-                "battery.level_pct ",
-                F.col("battery_pct"),
-                f" outside {BATTERY_PCT_RANGE[0]:g}..{BATTERY_PCT_RANGE[1]:g}",
-            ),
-        ),
-        broken(
-            ~F.col("network_signal_dbm").between(*SIGNAL_DBM_RANGE),
-            RULE_SIGNAL,
-            text(
-                "network.signal_dbm ",
-                F.col("network_signal_dbm"),
-                f" outside {SIGNAL_DBM_RANGE[0]}..{SIGNAL_DBM_RANGE[1]}",
-            ),
-        ),
-    ]
-    return checks
 
 
 def split(classified: DataFrame) -> Split:
@@ -187,9 +137,6 @@ def split(classified: DataFrame) -> Split:
         F.to_date("occurred_at").alias("event_date"),
         F.date_trunc("hour", F.col("occurred_at")).alias("event_hour"),
         battery_band.alias("battery_band"),
-        (F.unix_millis(F.col("received_at")) - F.unix_millis(F.col("occurred_at"))).alias(
-            "ingest_lag_ms"
-        ),
     )
     broken = classified.where(F.size("rules") > 0).select("*", F.explode("rules").alias("broken"))
     quarantine = broken.select(
@@ -210,24 +157,33 @@ def split(classified: DataFrame) -> Split:
     )
 
 
-def transform(bronze_df: DataFrame) -> Split:
+def transform(
+    bronze_df: DataFrame, expectations: Sequence[Expectation] = SILVER_DEVICE_EVENTS.expectations
+) -> Split:
     """bronze.events rows -> (silver.device_events rows, quarantine.events rows).
 
     Quarantine rows carry the input's run_id; `load` sets it to the run doing the checking.
     """
-    return split(classify(bronze_df))
+    return split(classify(bronze_df, expectations))
 
 
 # --- I/O ---------------------------------------------------------------------------------------
 
 
 def load(
-    spark: SparkSession, settings: Settings, run_id: str, object_keys: Sequence[str]
+    spark: SparkSession,
+    settings: Settings,
+    run_id: str,
+    object_keys: Sequence[str],
+    *,
+    expectations: Sequence[Expectation] = SILVER_DEVICE_EVENTS.expectations,
 ) -> SilverCounts:
     """Transform the bronze rows of `object_keys` and MERGE them into silver and quarantine.
 
-    Three Spark actions: one aggregate (counts and the event dates that bound the MERGE), then
-    one MERGE per table. The silver MERGE matches event_id within those event dates only, so a
+    Three Spark actions: one aggregate (counts, every expectation's checked and failed rows,
+    and the event dates that bound the MERGE), then one MERGE per table. The rule counts go to
+    analytics.dq_results first; a broken `fail` rule then raises QualityError before either
+    MERGE. The silver MERGE matches event_id within those event dates only, so a
     client that reuses an event_id for an event on another day gets a second row; scanning all
     of silver on every run to catch that would make each run cost the size of the lake.
     """
@@ -240,7 +196,7 @@ def load(
     for table in (SILVER_DEVICE_EVENTS, QUARANTINE_EVENTS):  # readers may rely on them, even empty
         lake.ensure_created(spark, settings, table)
     bronze = read_run_rows(spark, settings, object_keys).withColumn("run_id", F.lit(run_id))
-    classified = classify(bronze)
+    classified = classify(bronze, expectations)
     stats = (
         classified.groupBy(
             "accepted", F.when(F.col("accepted"), F.to_date("occurred_at")).alias("event_date")
@@ -249,9 +205,13 @@ def load(
             F.count(F.lit(1)).alias("n"),
             F.sum((F.size("rules") == 0).cast("int")).alias("valid"),
             F.sum(F.size("rules")).alias("broken"),
+            *quality.summary(expectations),
         )
         .collect()
     )
+    checked = quality.results(SILVER_DEVICE_EVENTS.name, expectations, stats)
+    quality.record(settings.database_url, run_id, checked, datetime.now(UTC))
+    quality.enforce(checked)
     rows_in = sum(int(r["n"]) for r in stats)
     dates = [r["event_date"] for r in stats if r["accepted"]]
     duplicates = sum(int(r["valid"] or 0) for r in stats if not r["accepted"])
@@ -265,7 +225,11 @@ def load(
     if broken:
         quarantined = lake.merge(spark, settings, QUARANTINE_EVENTS, quarantine)
     return SilverCounts(
-        rows_in=rows_in, written=written, duplicates=duplicates, quarantined=quarantined
+        rows_in=rows_in,
+        written=written,
+        duplicates=duplicates,
+        quarantined=quarantined,
+        rule_results=tuple(checked),
     )
 
 

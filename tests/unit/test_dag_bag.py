@@ -40,14 +40,15 @@ def test_every_dag_file_imports_without_errors(report: DagBagReport) -> None:
 
 
 def test_both_dags_are_found_in_the_dags_folder(report: DagBagReport) -> None:
-    assert sorted(report.dags) == ["telemetry_lake", "telemetry_lake_cluster"]
+    assert sorted(report.dags) == ["telemetry_lake", "telemetry_lake_cluster", "tlake_maintenance"]
     assert {Path(d["fileloc"]).parent for d in report.dags.values()} == {DAGS_FOLDER}
 
 
-def test_stages_run_in_order_after_claim(pipeline_dag: dict[str, Any]) -> None:
-    assert pipeline_dag["tasks"] == ["claim", *STAGES, "release"]
+def test_stages_run_in_order_after_reconcile_and_claim(pipeline_dag: dict[str, Any]) -> None:
+    assert pipeline_dag["tasks"] == ["reconcile", "claim", *STAGES, "release"]
     upstream = pipeline_dag["upstream"]
-    assert upstream["claim"] == []
+    assert upstream["reconcile"] == []
+    assert upstream["claim"] == ["reconcile"]
     for before, stage in zip(["claim", *STAGES[:-1]], STAGES, strict=True):
         assert upstream[stage] == sorted({"claim", before}), stage
 
@@ -57,7 +58,11 @@ def test_release_follows_every_stage_and_runs_only_when_one_failed(
 ) -> None:
     assert pipeline_dag["upstream"]["release"] == sorted(STAGES)
     rules = pipeline_dag["trigger_rules"]
-    assert rules == {**{t: "all_success" for t in ["claim", *STAGES]}, "release": "one_failed"}
+    assert rules == {
+        **{t: "all_success" for t in ["reconcile", *STAGES]},
+        "claim": "all_done",  # a failed reconcile alerts but does not hold back the run
+        "release": "one_failed",
+    }
 
 
 def test_one_run_at_a_time_every_fifteen_minutes_without_catchup(

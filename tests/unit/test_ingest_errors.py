@@ -44,6 +44,10 @@ RAISED: dict[str, errors.IngestError] = {
     "scope": errors.InsufficientScopeError("read keys cannot write"),
     "large": errors.PayloadTooLargeError("too big", limit="max_request_bytes", max=10),
     "storage": errors.StorageUnavailableError("storage down", cause="PUT 'k' failed"),
+    "in_progress": errors.IdempotencyKeyInProgressError("in flight"),
+    "reused": errors.IdempotencyKeyReusedError("other body"),
+    "rate": errors.RateLimitedError("slow down", retry_after_s=3, limit_events_per_s=5),
+    "overloaded": errors.OverloadedError("busy"),
 }
 
 
@@ -93,6 +97,25 @@ def client() -> TestClient:
             {"code": "storage_unavailable", "message": "storage down"},
             ("retry-after", "5"),
         ),
+        (
+            "in_progress",
+            409,
+            {"code": "idempotency_key_in_progress", "message": "in flight"},
+            ("retry-after", "1"),
+        ),
+        ("reused", 422, {"code": "idempotency_key_reused", "message": "other body"}, None),
+        (
+            "rate",
+            429,
+            {"code": "rate_limited", "message": "slow down", "limit_events_per_s": 5},
+            ("retry-after", "3"),
+        ),
+        (
+            "overloaded",
+            503,
+            {"code": "overloaded", "message": "busy"},
+            ("retry-after", "1"),
+        ),
     ],
 )
 def test_one_handler_maps_every_error_to_status_and_body(
@@ -124,7 +147,7 @@ def test_every_error_class_has_a_status_and_a_snake_case_code() -> None:
         for c in vars(errors).values()
         if isinstance(c, type) and issubclass(c, errors.IngestError)
     ]
-    assert len(classes) == 15
+    assert len(classes) == 20
     for cls in classes:
         assert 400 <= cls.status < 600, cls
         assert cls.code.isidentifier() and cls.code.islower(), cls

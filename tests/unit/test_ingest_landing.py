@@ -21,7 +21,7 @@ from ingest_api.landing import (
     raw_key,
     raw_lines,
 )
-from lake_config.errors import RegistryError, StorageError
+from lake_config.errors import ObjectExistsError, RegistryError, StorageError
 from lake_config.registry import QuarantineRecord, RawObject
 
 BATCH_ID = UUID("8c0b2f1e-2d7a-4c3b-9e5f-0a1b2c3d4e5f")
@@ -159,9 +159,11 @@ class FakeStore:
         self.fail = fail
         self.objects: dict[str, bytes] = {}
 
-    def put(self, key: str, body: bytes) -> None:
+    def put(self, key: str, body: bytes, *, if_absent: bool = False) -> None:
         if self.fail:
             raise StorageError(f"PUT {key!r} failed: connection refused")
+        if if_absent and key in self.objects:
+            raise ObjectExistsError(f"object {key!r} already exists")
         self.objects[key] = body
 
 
@@ -170,9 +172,13 @@ class FakeRegistry:
         self.fail = fail
         self.calls: list[tuple[RawObject | None, list[QuarantineRecord]]] = []
 
-    def register(self, obj: RawObject | None, records: list[QuarantineRecord]) -> None:
+    def register(
+        self, obj: RawObject | None, records: list[QuarantineRecord], *, first: Any = None
+    ) -> None:
         if self.fail:
             raise RegistryError("registry unavailable: boom") from ConnectionRefusedError()
+        if first is not None:
+            first("conn")
         self.calls.append((obj, list(records)))
 
 
@@ -209,6 +215,39 @@ def test_land_puts_both_objects_then_registers_once() -> None:
     [(obj, records)] = registry.calls
     assert obj == RawObject(key, "mobile", BATCH_ID, len(store.objects[key]), 2, RECEIVED_AT)
     assert [r.event_index for r in records] == [0]
+
+
+def test_idempotent_retry_keeps_the_objects_an_earlier_attempt_wrote() -> None:
+    store, registry = FakeStore(), FakeRegistry()
+    with pytest.raises(RegistryUnavailableError):
+        land(
+            store,  # type: ignore[arg-type]
+            FakeRegistry(fail=True),  # type: ignore[arg-type]
+            batch(2, 1),
+            batch_id=BATCH_ID,
+            source="mobile",
+            received_at=RECEIVED_AT,
+            if_absent=True,
+        )
+    written = dict(store.objects)
+    firsts: list[Any] = []
+
+    landing = land(
+        store,  # type: ignore[arg-type]
+        registry,  # type: ignore[arg-type]
+        batch(2, 1),
+        batch_id=BATCH_ID,
+        source="mobile",
+        received_at=RECEIVED_AT,
+        if_absent=True,
+        first=firsts.append,
+    )
+
+    assert store.objects == written  # found already written: kept, not an error
+    assert firsts == ["conn"]  # the answer is stored inside the registration
+    [(obj, records)] = registry.calls
+    assert obj is not None and obj.object_key == landing.object_key
+    assert obj.size_bytes == len(written[obj.object_key]) and len(records) == 1
 
 
 def test_land_without_accepted_events_registers_only_the_quarantine() -> None:

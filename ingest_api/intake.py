@@ -1,0 +1,129 @@
+"""The one path every ingest route takes: body, validation, idempotency, landing, receipt.
+
+Routes differ only in how a decoded body becomes a `ValidatedBatch` (`/v1/events` reads our
+envelope, the Segment routes map Segment messages first); reading with caps, gzip, the
+Idempotency-Key, landing and the answer are the same for all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+from uuid import UUID, uuid4
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ingest_api import idempotency
+from ingest_api.batches import ValidatedBatch
+from ingest_api.body import content_coding, decode_body, read_body
+from ingest_api.errors import IdempotencyKeyInProgressError, ServiceUnavailableError
+from ingest_api.landing import land, raw_key
+from ingest_api.log import log_fields
+from ingest_api.responses import JsonResponse
+from lake_config.registry import ApiKey, Registry
+from lake_config.settings import Settings
+from lake_config.storage import ObjectStore
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+# OpenAPI description of the header (read by `ingest`, not by a FastAPI parameter).
+IDEMPOTENCY_PARAMETER: dict[str, Any] = {
+    "name": idempotency.HEADER,
+    "in": "header",
+    "required": False,
+    "description": "Per source: a retry with the same key and body lands nothing new and gets "
+    "the first answer again. 1-255 visible ASCII characters.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_KEY_CHARS},
+}
+
+
+def receipt(batch: ValidatedBatch, batch_id: UUID, object_key: str | None) -> dict[str, Any]:
+    """The answer body for a landed batch (JSON types only: it is also stored as jsonb)."""
+    return {
+        "batch_id": str(batch_id),
+        "object_key": object_key,
+        "accepted": len(batch.accepted),
+        "rejected": len(batch.rejected),
+        "results": batch.results,
+    }
+
+
+async def ingest(
+    request: Request,
+    *,
+    key: ApiKey,
+    settings: Settings,
+    store: ObjectStore,
+    registry: Registry,
+    validate: Callable[[bytes], ValidatedBatch],
+) -> Response:
+    """Read, validate and land one request; 202 when an event was accepted, else 422."""
+    received_at = datetime.now(UTC)
+    idem_key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
+    coding = content_coding(request.headers.get("content-encoding"))
+    raw = await read_body(request, settings.max_request_bytes)
+    log_fields(request)["bytes_in"] = len(raw)
+    body = decode_body(raw, coding, settings.max_decompressed_bytes)
+    batch = validate(body)
+    request.app.state.rate_limiter.take(key.key_id, len(batch.results))
+
+    owned: idempotency.Claim | None = None
+    batch_id = uuid4()
+    if idem_key is not None:
+        outcome = await run_in_threadpool(
+            partial(
+                idempotency.claim,
+                registry,
+                source=key.source,
+                key=idem_key,
+                body_sha256=idempotency.fingerprint(body),
+                received_at=received_at,
+            )
+        )
+        if isinstance(outcome, idempotency.StoredAnswer):
+            log_fields(request).update(
+                batch_id=outcome.body.get("batch_id"), idempotent_replay=True
+            )
+            return JsonResponse(
+                outcome.body, status_code=outcome.status_code, headers={REPLAYED_HEADER: "true"}
+            )
+        owned = outcome
+        batch_id, received_at = owned.batch_id, owned.received_at
+    log_fields(request)["batch_id"] = str(batch_id)
+
+    object_key = raw_key(key.source, received_at, batch_id) if batch.accepted else None
+    answer = receipt(batch, batch_id, object_key)
+    status = 202 if batch.accepted else 422
+    first = (
+        None
+        if owned is None
+        else partial(idempotency.complete, owned=owned, status_code=status, body=answer)
+    )
+    try:
+        await run_in_threadpool(
+            partial(
+                land,
+                store,
+                registry,
+                batch,
+                batch_id=batch_id,
+                source=key.source,
+                received_at=received_at,
+                if_absent=owned is not None,
+                first=first,
+            )
+        )
+    except ServiceUnavailableError:
+        if owned is not None:
+            await run_in_threadpool(idempotency.release, registry, owned)
+        raise
+    except idempotency.ClaimLostError as exc:
+        raise IdempotencyKeyInProgressError(
+            "a request with this Idempotency-Key is in progress; retry shortly"
+        ) from exc
+    log_fields(request).update(accepted=len(batch.accepted), rejected=len(batch.rejected))
+    request.app.state.metrics.observe_results(batch.results)
+    return JsonResponse(answer, status_code=status)

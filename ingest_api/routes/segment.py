@@ -1,0 +1,104 @@
+"""Segment-spec endpoints: `POST /v1/batch` and `/v1/{track,identify,page,screen}`.
+
+Messages are mapped onto `mobile/1` events (`ingest_api.segment`) and then take the path of
+`/v1/events` (`ingest_api.intake`): the same validation, tokenization, landing, idempotency.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from ingest_api.deps import (
+    ObjectStoreDep,
+    RegistryDep,
+    SegmentWriteKeyDep,
+    SettingsDep,
+    TokenizerDep,
+)
+from ingest_api.intake import IDEMPOTENCY_PARAMETER, ingest
+from ingest_api.routes.events import ERRORS
+from ingest_api.schemas import IngestReceipt
+from ingest_api.segment import TYPES, validate_segment
+
+router = APIRouter(prefix="/v1", tags=["segment"])
+
+DESCRIPTION = """
+Segment's HTTP tracking API, for Segment's libraries pointed at this host (`host=...`).
+Authenticate as they do — HTTP Basic with the write key as user name and an empty password —
+or with `Authorization: Bearer <key>`. Each message becomes a `mobile/1` event (mapping:
+`ingest_api/segment.py` and ingest_api/README.md) and is validated, tokenized and landed exactly
+like `/v1/events`; the answer is the same per-event receipt (202 when at least one event was
+accepted, 422 when none). Segment's libraries count any 2xx as delivered and do not retry 422.
+"""
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": IngestReceipt, "description": "Landed: some or all events accepted"},
+    422: {"model": IngestReceipt, "description": "Every event rejected and quarantined"},
+    **ERRORS,
+}
+_EXTRA = {"parameters": [IDEMPOTENCY_PARAMETER]}
+
+
+@router.post(
+    "/batch",
+    status_code=202,
+    summary="Send a Segment batch",
+    description=DESCRIPTION,
+    responses=_RESPONSES,
+    openapi_extra=_EXTRA,
+)
+async def post_batch(
+    request: Request,
+    key: SegmentWriteKeyDep,
+    settings: SettingsDep,
+    store: ObjectStoreDep,
+    registry: RegistryDep,
+    tokenizer: TokenizerDep,
+) -> Response:
+    """Map a Segment batch onto `mobile/1` events, then land it like `/v1/events`."""
+    validate = partial(validate_segment, settings=settings, tokenizer=tokenizer, source=key.source)
+    return await ingest(
+        request, key=key, settings=settings, store=store, registry=registry, validate=validate
+    )
+
+
+def _single(message_type: str) -> Any:
+    async def post_message(
+        request: Request,
+        key: SegmentWriteKeyDep,
+        settings: SettingsDep,
+        store: ObjectStoreDep,
+        registry: RegistryDep,
+        tokenizer: TokenizerDep,
+    ) -> Response:
+        """Map one Segment message onto a `mobile/1` event, then land it like `/v1/events`."""
+        validate = partial(
+            validate_segment,
+            settings=settings,
+            tokenizer=tokenizer,
+            source=key.source,
+            message_type=message_type,
+        )
+        return await ingest(
+            request, key=key, settings=settings, store=store, registry=registry, validate=validate
+        )
+
+    post_message.__name__ = f"post_{message_type}"
+    return post_message
+
+
+for _type in TYPES:
+    router.add_api_route(
+        f"/{_type}",
+        _single(_type),
+        methods=["POST"],
+        status_code=202,
+        summary=f"Send one Segment {_type} message",
+        description=DESCRIPTION,
+        responses=_RESPONSES,
+        openapi_extra=_EXTRA,
+    )

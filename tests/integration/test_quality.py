@@ -1,0 +1,133 @@
+"""Declared expectations in a real run: counts in analytics.dq_results, and the `fail` gate."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from lake_config.quality import Expectation
+from lake_config.registry import RawObject, Registry
+from lake_config.settings import Settings
+from lake_config.spark import table_uri
+from lake_config.storage import ObjectStore
+from lake_config.tables import SILVER_DEVICE_EVENTS
+from spark_jobs import pipeline
+from spark_jobs.errors import QualityError
+from spark_jobs.silver import device_events
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.now(UTC).replace(minute=20, second=0, microsecond=0) - timedelta(hours=2)
+
+
+def _land(store: ObjectStore, registry: Registry, events: list[dict[str, Any]]) -> str:
+    batch = uuid.uuid4()
+    key = f"raw/source=mobile/dt={NOW:%Y-%m-%d}/hour={NOW:%H}/{batch}.jsonl.gz"
+    stamp = NOW.isoformat().replace("+00:00", "Z")
+    lines = [
+        {
+            "object_key": key,
+            "line_no": i,
+            "batch_id": str(batch),
+            "source": "mobile",
+            "schema_version": "mobile/1",
+            "received_at": stamp,
+            "sent_at": None,
+            "event": e,
+        }
+        for i, e in enumerate(events)
+    ]
+    body = gzip.compress("".join(json.dumps(line) + "\n" for line in lines).encode())
+    store.put(key, body)
+    registry.register(RawObject(key, "mobile", batch, len(body), len(lines), NOW))
+    return key
+
+
+def _event(devices: str, n: int, **extra: Any) -> dict[str, Any]:
+    at = (NOW - timedelta(minutes=n)).isoformat().replace("+00:00", "Z")
+    return {
+        "event_id": f"{devices}-e{n}",
+        "device_id": f"{devices}-d",
+        "event_type": "heartbeat",
+        "occurred_at": at,
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def drained(settings: Settings, registry: Registry) -> Registry:
+    while pipeline.run_once(settings).objects:
+        pass
+    return registry
+
+
+def _dq(registry: Registry, run_id: str) -> dict[str, tuple[str, str, int, int]]:
+    with registry.connection() as conn:
+        rows = conn.execute(
+            "select rule, dimension, action, rows_checked, rows_failed from analytics.dq_results "
+            "where run_id = %s and table_name = 'silver.device_events'",
+            (run_id,),
+        ).fetchall()
+    return {
+        r["rule"]: (r["dimension"], r["action"], r["rows_checked"], r["rows_failed"]) for r in rows
+    }
+
+
+def test_a_run_records_every_declared_rule_in_dq_results(
+    settings: Settings, store: ObjectStore, drained: Registry
+) -> None:
+    devices = f"dq-{uuid.uuid4().hex[:6]}"
+    _land(
+        store,
+        drained,
+        [
+            _event(devices, 0),
+            _event(devices, 1, battery={"level_pct": 150.0}),
+            _event(devices, 0, event_type="resent"),  # a re-sent copy
+            _event(devices, 3, occurred_at=(NOW - timedelta(days=40)).isoformat()),
+        ],
+    )
+
+    summary = pipeline.run_once(settings)
+
+    got = _dq(drained, summary.run_id)
+    assert set(got) == {e.rule for e in SILVER_DEVICE_EVENTS.expectations}
+    assert got["battery_out_of_range"] == ("validity", "quarantine", 4, 1)
+    assert got["duplicate_event_id"] == ("uniqueness", "warn", 4, 1)
+    assert got["stale_event"] == ("timeliness", "warn", 4, 1)
+    assert got["missing_event_id"] == ("completeness", "quarantine", 4, 0)
+    assert summary.silver_rows == 2  # e0 (first copy) and the stale e3: warn keeps the row
+
+
+def test_a_broken_fail_rule_stops_silver_before_its_commit(
+    settings: Settings, store: ObjectStore, drained: Registry, spark: SparkSession
+) -> None:
+    devices = f"dq-{uuid.uuid4().hex[:6]}"
+    key = _land(store, drained, [_event(devices, 0), _event(devices, 1, event_type="crash")])
+    run_id = pipeline.new_run_id()
+    pipeline.claim(settings, run_id)
+    pipeline.bronze(settings, run_id)
+    gate = (
+        Expectation(
+            "no_crashes", "allowed_values", "event_type", "validity", "fail", values=("heartbeat",)
+        ),
+    )
+
+    with pytest.raises(
+        QualityError,
+        match=r"silver.device_events rule no_crashes \(validity\) failed for 1 of 2 rows; nothing",
+    ):
+        device_events.load(spark, settings, run_id, [key], expectations=gate)
+
+    assert _dq(drained, run_id) == {"no_crashes": ("validity", "fail", 2, 1)}
+    silver = spark.read.format("delta").load(table_uri(settings, SILVER_DEVICE_EVENTS))
+    assert silver.where(F.col("device_id").startswith(devices)).count() == 0
+    pipeline.fail(settings, run_id, "quality gate")
+    assert pipeline.run_once(settings).silver_rows == 2  # the declared rules let both through
