@@ -9,7 +9,7 @@ DEMO_DEVICES ?= 25
 DEMO_MINUTES ?= 90
 
 .DEFAULT_GOAL := help
-.PHONY: help setup up down status demo dag test test-unit test-integration lint bench airflow clean
+.PHONY: help setup system-deps up down status demo dag test test-unit test-integration lint bench airflow clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -42,7 +42,14 @@ demo: setup ## The whole pipeline on the embedded stack: up, simulate, DAG once,
 dag: setup ## Run the Airflow DAG once in-process (dag.test) against the running stack
 	$(BIN)/tlake dag --once
 
-test: setup ## The whole suite: unit tests, then integration tests against a private real stack
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL := $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq
+
+system-deps: ## Debian packages the tests drive: docker-compose (config check), Chromium + driver
+	@command -v docker-compose >/dev/null || ($(APT_INSTALL) docker-compose)
+	@{ command -v chromium && command -v chromedriver; } >/dev/null || ($(APT_INSTALL) chromium chromium-driver)
+
+test: setup system-deps ## The whole suite: unit tests, then integration tests against a private real stack
 	$(BIN)/pytest tests
 
 test-unit: setup ## Unit tests only (no services)

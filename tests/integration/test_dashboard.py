@@ -52,7 +52,7 @@ def browser() -> Iterator[webdriver.Chrome]:
     if missing:
         pytest.fail(
             f"{missing} missing: the dashboard tests need Debian's browser, "
-            "`apt-get install -y chromium chromium-driver` (.ci/run installs it)"
+            "`apt-get install -y chromium chromium-driver` (`make test` installs it)"
         )
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM

@@ -36,7 +36,7 @@ def _compose(tmp_path: Path, env_file: Path, *args: str) -> subprocess.Completed
     if binary is None:
         pytest.fail(
             "docker-compose is not installed; it validates docker-compose.yml without a Docker "
-            "engine: apt-get install -y docker-compose (.ci/run does this)"
+            "engine: apt-get install -y docker-compose (`make test` does this)"
         )
     return subprocess.run(
         [binary, "-f", str(COMPOSE), "--env-file", str(env_file), *args],
