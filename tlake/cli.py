@@ -282,14 +282,14 @@ def dag(
         result = airflow.run_dag(get_settings(), dag_id)
     except LakeConfigError as exc:
         _fail(exc)
-    table = Table("task", "state", title=f"{result.dag_id} {result.run_id}")
-    for task_id, state in result.task_states.items():
-        table.add_row(task_id, state or "-")
+    order = ["reconcile", "claim", "bronze", "silver", "gold", "finish", "release"]
+    rank = {task_id: i for i, task_id in enumerate(order)}
+    table = Table("task", "state")
+    for task_id in sorted(result.task_states, key=lambda t: (rank.get(t, len(order)), t)):
+        table.add_row(task_id, result.task_states[task_id] or "-")
+    console.print(f"  {result.dag_id}: DAG run {result.run_id}")
     console.print(table)
-    claimed = result.xcoms.get("claim")
-    console.print(
-        f"  DAG run {result.state} in {result.seconds:.1f}s (run {claimed}); log {result.log_path}"
-    )
+    console.print(f"  {result.state} in {result.seconds:.1f}s; log {result.log_path}")
     if not result.succeeded:
         raise typer.Exit(code=1)
 
