@@ -7,7 +7,10 @@ then measures in the same run:
   baseline  — reading those objects as text and counting lines (the I/O floor of any pass);
   pipeline  — one `pipeline.run_once` over all of them (MERGE into bronze, silver and gold Delta
               tables, upsert into PostgreSQL);
-  rerun     — a second pass with nothing new (what an idle schedule tick costs).
+  rerun     — a second pass with nothing new (what an idle schedule tick costs);
+  increment — 10 new objects on the empty lake (before everything else) against 10 new objects
+              after the big run: the registry claims only what arrived, so the second should
+              cost about the same as the first, not grow with the lake.
 
 It starts its own private stack (SeaweedFS, Sail, a throwaway PostgreSQL database) and removes it.
 Usage: `python bench/pipeline.py [--objects 100] [--events 1000]`.
@@ -88,6 +91,11 @@ def main() -> None:
         settings = stack.private_settings(Path(home))
         try:
             stack.up(settings, api=False)
+            land(settings, 10, args.events)
+            t0 = time.perf_counter()
+            pipeline.run_once(settings)
+            small_empty_s = time.perf_counter() - t0
+
             t0 = time.perf_counter()
             keys, size = land(settings, args.objects, args.events)
             landing_s = time.perf_counter() - t0
@@ -104,6 +112,11 @@ def main() -> None:
             t0 = time.perf_counter()
             idle = pipeline.run_once(settings)
             idle_s = time.perf_counter() - t0
+
+            land(settings, 10, args.events)
+            t0 = time.perf_counter()
+            pipeline.run_once(settings)
+            small_full_s = time.perf_counter() - t0
         finally:
             stack.down(settings)
             drop_database(settings)
@@ -120,6 +133,10 @@ def main() -> None:
     for st in summary.stages:
         print(f"    {st.stage:<7} {st.duration_s:6.1f} s  {st.rows_written:>9,} rows written")
     print(f"  idle rerun          {idle_s:.2f} s (nothing new; Spark not started)")
+    print(
+        f"  10 new objects      {small_empty_s:.1f} s on an empty lake, {small_full_s:.1f} s after "
+        f"{args.objects + 10} processed = {small_full_s / small_empty_s:.2f} x"
+    )
 
 
 if __name__ == "__main__":
