@@ -9,8 +9,6 @@ silver, quarantine, gold and analytics.device_hourly must then hold the very sam
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import signal
 import subprocess
@@ -37,6 +35,7 @@ from lake_config.tables import (
     Table,
 )
 from spark_jobs import pipeline
+from tests.integration import rawdata
 from tlake import stack
 
 pytestmark = pytest.mark.integration
@@ -153,28 +152,16 @@ def _land(sides: Sequence[Side], devices: str) -> list[str]:
     for n, events in enumerate(_events(devices)):
         received_at = NOW + timedelta(hours=1, minutes=n)
         batch_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{devices}/{n}")
-        prefix = f"raw/source=mobile/dt={received_at:%Y-%m-%d}/hour={received_at:%H}"
-        key = f"{prefix}/{batch_id}.jsonl.gz"
-        lines = [
-            json.dumps(
-                {
-                    "object_key": key,
-                    "line_no": i,
-                    "batch_id": str(batch_id),
-                    "source": "mobile",
-                    "schema_version": "mobile/1",
-                    "received_at": _rfc3339(received_at),
-                    "sent_at": _rfc3339(received_at - timedelta(seconds=1)),
-                    "event": e,
-                }
-            )
-            for i, e in enumerate(events)
-        ]
-        body = gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
+        key, _, body = rawdata.raw_object(
+            events,
+            received_at=received_at,
+            batch_id=batch_id,
+            sent_at=received_at - timedelta(seconds=1),
+        )
         for side in sides:
             side.store.put(key, body)
             side.registry.register(
-                RawObject(key, "mobile", batch_id, len(body), len(lines), received_at)
+                RawObject(key, "mobile", batch_id, len(body), len(events), received_at)
             )
         keys.append(key)
     return keys

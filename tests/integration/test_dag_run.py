@@ -9,10 +9,7 @@ nor the simulator, and they assert only on their own objects and devices.
 
 from __future__ import annotations
 
-import gzip
-import json
 import secrets
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -20,10 +17,11 @@ import pytest
 
 import lake_config.airflow as lake_airflow
 from lake_config.airflow import drop_airflow_database, is_migrated, prepare_airflow, run_dag
-from lake_config.registry import RawObject, Registry
+from lake_config.registry import Registry
 from lake_config.settings import Settings
 from lake_config.storage import ObjectStore
 from spark_jobs import pipeline
+from tests.integration import rawdata
 
 pytestmark = pytest.mark.integration
 
@@ -36,34 +34,19 @@ def _rfc3339(at: datetime) -> str:
 
 def land(store: ObjectStore, registry: Registry, devices: str, device: int, events: int) -> str:
     """Land one raw object of `events` heartbeats of one device, as the ingest API would."""
-    batch_id = uuid.uuid4()
-    key = f"raw/source=mobile/dt={HOUR:%Y-%m-%d}/hour={HOUR:%H}/{batch_id}.jsonl.gz"
-    received_at = HOUR + timedelta(minutes=50)
-    lines = [
+    heartbeats = [
         {
-            "object_key": key,
-            "line_no": n,
-            "batch_id": str(batch_id),
-            "source": "mobile",
-            "schema_version": "mobile/1",
-            "received_at": _rfc3339(received_at),
-            "sent_at": None,
-            "event": {
-                "event_id": f"{devices}-{device}-e{n}",
-                "device_id": f"{devices}-d{device}",
-                "event_type": "heartbeat",
-                "occurred_at": _rfc3339(HOUR + timedelta(minutes=n)),
-                "battery": {"level_pct": 40.0 + n, "charging": False, "temperature_c": 31.0},
-                "network": {"type": "wifi", "ip": "k1:iptoken", "signal_dbm": -60},
-                "session": {"session_id": f"{devices}-s{device}", "duration_ms": 1000},
-            },
+            "event_id": f"{devices}-{device}-e{n}",
+            "device_id": f"{devices}-d{device}",
+            "event_type": "heartbeat",
+            "occurred_at": _rfc3339(HOUR + timedelta(minutes=n)),
+            "battery": {"level_pct": 40.0 + n, "charging": False, "temperature_c": 31.0},
+            "network": {"type": "wifi", "ip": "k1:iptoken", "signal_dbm": -60},
+            "session": {"session_id": f"{devices}-s{device}", "duration_ms": 1000},
         }
         for n in range(events)
     ]
-    body = gzip.compress("".join(json.dumps(line) + "\n" for line in lines).encode())
-    store.put(key, body)
-    registry.register(RawObject(key, "mobile", batch_id, len(body), events, received_at))
-    return key
+    return rawdata.land(store, registry, heartbeats, received_at=HOUR + timedelta(minutes=50))
 
 
 def statuses(registry: Registry, keys: list[str]) -> dict[str, tuple[str, int, str | None]]:

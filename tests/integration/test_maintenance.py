@@ -6,7 +6,6 @@ both delta-rs and Sail, and the pipeline must keep merging on top of the version
 
 from __future__ import annotations
 
-import gzip
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -17,13 +16,14 @@ from pyspark.sql import SparkSession
 from typer.testing import CliRunner
 
 from lake_config.airflow import run_dag
-from lake_config.registry import RawObject, Registry
+from lake_config.registry import Registry
 from lake_config.settings import Settings
 from lake_config.spark import table_uri
 from lake_config.storage import ObjectStore, delta_storage_options, lake_uri
 from lake_config.tables import GOLD_DEVICE_HOURLY, SILVER_DEVICE_EVENTS, TABLES, Table
 from spark_jobs import maintenance, pipeline
 from spark_jobs.errors import MaintenanceError
+from tests.integration import rawdata
 from tlake.cli import app
 
 pytestmark = pytest.mark.integration
@@ -34,28 +34,16 @@ NOW = datetime.now(UTC).replace(minute=10, second=0, microsecond=0) - timedelta(
 def _land_and_run(settings: Settings, store: ObjectStore, registry: Registry, n: int) -> None:
     """One raw object of three events, then one pipeline run: new small files in every table."""
     batch = uuid.uuid4()
-    key = f"raw/source=mobile/dt={NOW:%Y-%m-%d}/hour={NOW:%H}/{batch}.jsonl.gz"
-    lines = [
+    events = [
         {
-            "object_key": key,
-            "line_no": i,
-            "batch_id": str(batch),
-            "source": "mobile",
-            "schema_version": "mobile/1",
-            "received_at": NOW.isoformat().replace("+00:00", "Z"),
-            "sent_at": None,
-            "event": {
-                "event_id": f"maint-{batch}-{i}",
-                "device_id": f"maint-d{n}",
-                "event_type": "heartbeat",
-                "occurred_at": (NOW - timedelta(minutes=i)).isoformat().replace("+00:00", "Z"),
-            },
+            "event_id": f"maint-{batch}-{i}",
+            "device_id": f"maint-d{n}",
+            "event_type": "heartbeat",
+            "occurred_at": (NOW - timedelta(minutes=i)).isoformat().replace("+00:00", "Z"),
         }
         for i in range(3)
     ]
-    body = gzip.compress("".join(json.dumps(line) + "\n" for line in lines).encode())
-    store.put(key, body)
-    registry.register(RawObject(key, "mobile", batch, len(body), len(lines), NOW))
+    rawdata.land(store, registry, events, received_at=NOW)
     assert pipeline.run_once(settings).objects >= 1
 
 

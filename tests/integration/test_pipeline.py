@@ -8,9 +8,7 @@ asserts on those only, since the stack is shared with the other integration modu
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 import secrets
 import time
 import uuid
@@ -39,6 +37,7 @@ from spark_jobs.bronze.events import main as bronze_main
 from spark_jobs.errors import RunError
 from spark_jobs.gold.device_hourly import main as gold_main
 from spark_jobs.silver.device_events import main as silver_main
+from tests.integration import rawdata
 
 pytestmark = pytest.mark.integration
 
@@ -63,31 +62,14 @@ class Lake:
         extra_lines: Sequence[str] = (),
     ) -> str:
         """Write one raw object as the ingest API would, plus `extra_lines`; register it."""
-        batch_id = uuid.uuid4()
-        key = (
-            f"raw/source=mobile/dt={received_at:%Y-%m-%d}/hour={received_at:%H}/{batch_id}.jsonl.gz"
+        return rawdata.land(
+            self.store,
+            self.registry,
+            events,
+            received_at=received_at,
+            sent_at=received_at - timedelta(seconds=2),
+            extra_lines=extra_lines,
         )
-        lines = [
-            json.dumps(
-                {
-                    "object_key": key,
-                    "line_no": n,
-                    "batch_id": str(batch_id),
-                    "source": "mobile",
-                    "schema_version": "mobile/1",
-                    "received_at": _rfc3339(received_at),
-                    "sent_at": _rfc3339(received_at - timedelta(seconds=2)),
-                    "event": event,
-                }
-            )
-            for n, event in enumerate(events)
-        ]
-        body = gzip.compress(("\n".join([*lines, *extra_lines]) + "\n").encode())
-        self.store.put(key, body)
-        self.registry.register(
-            RawObject(key, "mobile", batch_id, len(body), len(lines), received_at)
-        )
-        return key
 
     def table(self, table: Table) -> DataFrame:
         return self.spark.read.format("delta").load(table_uri(self.settings, table))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,7 +11,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from lake_config.quality import Expectation
-from lake_config.registry import RawObject, Registry
+from lake_config.registry import Registry
 from lake_config.settings import Settings
 from lake_config.spark import table_uri
 from lake_config.storage import ObjectStore
@@ -21,6 +19,7 @@ from lake_config.tables import SILVER_DEVICE_EVENTS
 from spark_jobs import pipeline
 from spark_jobs.errors import QualityError
 from spark_jobs.silver import device_events
+from tests.integration import rawdata
 
 pytestmark = pytest.mark.integration
 
@@ -28,26 +27,7 @@ NOW = datetime.now(UTC).replace(minute=20, second=0, microsecond=0) - timedelta(
 
 
 def _land(store: ObjectStore, registry: Registry, events: list[dict[str, Any]]) -> str:
-    batch = uuid.uuid4()
-    key = f"raw/source=mobile/dt={NOW:%Y-%m-%d}/hour={NOW:%H}/{batch}.jsonl.gz"
-    stamp = NOW.isoformat().replace("+00:00", "Z")
-    lines = [
-        {
-            "object_key": key,
-            "line_no": i,
-            "batch_id": str(batch),
-            "source": "mobile",
-            "schema_version": "mobile/1",
-            "received_at": stamp,
-            "sent_at": None,
-            "event": e,
-        }
-        for i, e in enumerate(events)
-    ]
-    body = gzip.compress("".join(json.dumps(line) + "\n" for line in lines).encode())
-    store.put(key, body)
-    registry.register(RawObject(key, "mobile", batch, len(body), len(lines), NOW))
-    return key
+    return rawdata.land(store, registry, events, received_at=NOW)
 
 
 def _event(devices: str, n: int, **extra: Any) -> dict[str, Any]:
