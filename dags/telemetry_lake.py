@@ -36,20 +36,17 @@ def to_lake_run_id(airflow_run_id: str) -> str:
 def alert_on_failure(context: dict) -> None:
     """Failure callback: a task failed for good (its retries are spent).
 
-    Today it logs one line. Hook: this is where an alert row is recorded (one per failed task of a
-    run, in the registry), so keep it cheap and never let it raise.
+    Records one critical `analytics.alerts` row (lake_config.alerts) and never raises: an alert
+    that cannot be recorded is logged, so it never masks the task's own failure.
     """
     import logging
 
-    ti = context.get("ti")
-    dag_run = context.get("dag_run")
-    logging.getLogger("tlake.alerts").error(
-        "telemetry_lake task failed: dag_run=%s task=%s try=%s error=%r",
-        getattr(dag_run, "run_id", None),
-        getattr(ti, "task_id", None),
-        getattr(ti, "try_number", None),
-        context.get("exception"),
-    )
+    try:
+        from lake_config.alerts import alert_on_failure as record
+
+        record(context)
+    except Exception:
+        logging.getLogger("tlake.alerts").exception("telemetry_lake failure callback failed")
 
 
 @dag(

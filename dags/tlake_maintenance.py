@@ -22,6 +22,21 @@ DAG_ID = "tlake_maintenance"
 RETENTION_HOURS = 168
 
 
+def alert_on_failure(context: dict) -> None:
+    """Failure callback: a table's upkeep failed for good; records one warning alert, never raises.
+
+    Upkeep only tidies files, so its failures are warnings (lake_config.alerts), not critical.
+    """
+    import logging
+
+    try:
+        from lake_config.alerts import warn_on_failure
+
+        warn_on_failure(context)
+    except Exception:
+        logging.getLogger("tlake.alerts").exception("tlake_maintenance failure callback failed")
+
+
 @dag(
     dag_id=DAG_ID,
     description="Compact and vacuum every lake table (delta-rs)",
@@ -29,7 +44,12 @@ RETENTION_HOURS = 168
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "tlake", "retries": 2, "retry_delay": timedelta(minutes=5)},
+    default_args={
+        "owner": "tlake",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=5),
+        "on_failure_callback": alert_on_failure,
+    },
     tags=["tlake", "lake", "maintenance"],
     doc_md=__doc__,
 )

@@ -21,6 +21,7 @@ from lake_config.settings import get_settings
 CONNECT_TIMEOUT_S = 5
 TOP_DEVICES = 10
 RECENT_RUNS = 20
+RECENT_ALERTS = 20
 
 # --- Devices: analytics.device_hourly, one row per (device_id, hour_start) ------------------------
 
@@ -249,6 +250,34 @@ final as (
 select * from final order by rows_failed desc, table_name, rule
 """
 
+ALERTS_EXIST = """
+with final as (
+    select to_regclass('analytics.alerts') is not null as present
+)
+
+select * from final
+"""
+
+# Tasks that failed for good (the DAGs' failure callback), newest first.
+RECENT_DAG_ALERTS = """
+with alerts as (
+    select a.alert_id, a.raised_at, a.severity, a.dag_id, a.task_id, a.try_number,
+        a.dag_run_id, a.message, a.resolved_at
+    from analytics.alerts as a
+    order by a.raised_at desc, a.alert_id desc
+    limit %(limit)s
+),
+
+final as (
+    select
+        a.raised_at, a.severity, a.dag_id, a.task_id, a.try_number, a.dag_run_id,
+        left(a.message, 200) as message, a.resolved_at
+    from alerts as a
+)
+
+select * from final order by raised_at desc
+"""
+
 
 def read(query: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Run one query on a fresh connection and return its rows.
@@ -285,3 +314,8 @@ def read(query: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
 def dq_results_exist() -> bool:
     """Whether `analytics.dq_results` exists (the data-quality stage creates it)."""
     return bool(read(DQ_RESULTS_EXISTS)["present"].iloc[0])
+
+
+def alerts_exist() -> bool:
+    """Whether `analytics.alerts` exists (migration 0005 creates it)."""
+    return bool(read(ALERTS_EXIST)["present"].iloc[0])

@@ -26,7 +26,7 @@ from pydantic_core import ErrorDetails
 from ingest_api.body import too_large
 from ingest_api.errors import InvalidEnvelopeError, InvalidJsonError, UnsupportedSchemaVersionError
 from ingest_api.schemas import DEFAULT_SCHEMA_VERSION, ENVELOPE, SCHEMAS, EventSchema
-from ingest_api.tokenize import MAX_PAYLOAD_DEPTH, Tokenizer
+from ingest_api.tokenize import MAX_PAYLOAD_DEPTH, SensitiveValueError, Tokenizer
 from lake_config.settings import Settings
 
 MAX_FIELD_CHARS = 200  # a field path quotes keys the client chose: keep it short
@@ -150,21 +150,25 @@ def validate_events(
             except ValidationError as exc:
                 reasons = field_errors(exc.errors(**_NO_INPUT), "event")
             else:
-                tokenizer.tokenize_event(event, sensitive, memo)
-                event_json = orjson.dumps(event, option=orjson.OPT_UTC_Z)
-                if len(event_json) <= max_event_bytes:
-                    accepted.append(event_json)
-                    results.append(
-                        {
-                            "index": index,
-                            "event_id": str(event["event_id"]),
-                            "status": "accepted",
-                            "errors": [],
-                        }
-                    )
-                    continue
-                message = f"event exceeds max_event_bytes={max_event_bytes}"
-                reasons = [{"field": "event", "message": message}]
+                try:
+                    tokenizer.tokenize_event(event, sensitive, memo)
+                except SensitiveValueError as exc:  # its message names the field, not the value
+                    reasons = [{"field": exc.field, "message": str(exc)}]
+                else:
+                    event_json = orjson.dumps(event, option=orjson.OPT_UTC_Z)
+                    if len(event_json) <= max_event_bytes:
+                        accepted.append(event_json)
+                        results.append(
+                            {
+                                "index": index,
+                                "event_id": str(event["event_id"]),
+                                "status": "accepted",
+                                "errors": [],
+                            }
+                        )
+                        continue
+                    message = f"event exceeds max_event_bytes={max_event_bytes}"
+                    reasons = [{"field": "event", "message": message}]
         if origin is None:
             rejection = _rejection(index, raw, reasons, tokenizer, sensitive)
         else:

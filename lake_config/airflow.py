@@ -441,8 +441,33 @@ def _reuse_execution_api() -> None:
         supervisor.in_process_api_server = functools.cache(factory)
 
 
+def _hand_the_exception_to_failure_callbacks() -> None:
+    """Put the task's error into the callbacks' context, as a worker does, under `dag.test()`.
+
+    Airflow 3.2's task runner sets `context["exception"]` before `finalize` runs the failure
+    callbacks, but the in-process runner of `dag.test()` calls `finalize` without it, so an
+    alert (lake_config.alerts) would lose the error. Only this child is affected.
+    """
+    import functools
+
+    from airflow.sdk.execution_time import task_runner
+
+    finalize = task_runner.finalize
+    if hasattr(finalize, "__wrapped__"):
+        return
+
+    @functools.wraps(finalize)
+    def with_exception(ti: Any, state: Any, context: Any, log: Any, error: Any = None) -> Any:
+        if error is not None and context.get("exception") is None:
+            context["exception"] = error
+        return finalize(ti, state, context, log, error)
+
+    task_runner.finalize = with_exception
+
+
 def _child_test(dag_id: str, conf: dict[str, Any], retries: int | None) -> None:
     _reuse_execution_api()
+    _hand_the_exception_to_failure_callbacks()
     bag = _load_bag()
     if bag.import_errors:
         raise SystemExit(f"DAG import errors: {bag.import_errors}")

@@ -117,6 +117,22 @@ class ApiKey:
     scope: str
 
 
+@dataclass(frozen=True)
+class Alert:
+    """A task that failed for good, as the DAGs' failure callback records it."""
+
+    alert_id: int
+    raised_at: datetime
+    source: str
+    dag_id: str | None
+    dag_run_id: str | None
+    task_id: str | None
+    try_number: int | None
+    severity: str
+    message: str
+    resolved_at: datetime | None
+
+
 def hash_key(secret: str) -> str:
     """SHA-256 of an API key; keys carry 256 random bits, so a fast hash is the right one."""
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -574,6 +590,48 @@ class Registry:
                 """,
                 ("failed" if error else "succeeded", rows_in, rows_out, error, run_id, stage),
             )
+
+    # --- alerts ------------------------------------------------------------------------------
+
+    def record_alert(
+        self,
+        *,
+        source: str,
+        severity: str,
+        message: str,
+        dag_id: str | None = None,
+        dag_run_id: str | None = None,
+        task_id: str | None = None,
+        try_number: int | None = None,
+    ) -> int:
+        """Insert one alert row (message cut to 2000 characters); returns its alert id."""
+        with self.connection() as conn, conn.transaction():
+            row = conn.execute(
+                """
+                insert into analytics.alerts
+                    (source, severity, message, dag_id, dag_run_id, task_id, try_number)
+                values (%s, %s, left(%s, 2000), %s, %s, %s, %s)
+                returning alert_id
+                """,
+                (source, severity, message, dag_id, dag_run_id, task_id, try_number),
+            ).fetchone()
+        assert row is not None  # insert ... returning always yields the row
+        return int(row["alert_id"])
+
+    def alerts(self, *, limit: int = 50) -> list[Alert]:
+        """The most recent alerts, newest first."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                """
+                select alert_id, raised_at, source, dag_id, dag_run_id, task_id, try_number,
+                       severity, message, resolved_at
+                from analytics.alerts
+                order by raised_at desc, alert_id desc
+                limit %s
+                """,
+                (limit,),
+            ).fetchall()
+        return [Alert(**r) for r in rows]
 
     # --- API keys ------------------------------------------------------------------------------
 

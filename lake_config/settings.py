@@ -7,12 +7,14 @@ refuses to start, so a demo credential can never guard a real deployment.
 
 from __future__ import annotations
 
+import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lake_config.errors import SettingsError
@@ -24,6 +26,14 @@ DEV_TOKEN_KEY = "tlake-dev-token-key-change-me"
 PLACEHOLDER = "change-me"
 
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+# Every field that may hold a sensitive value, as `section.field`; `sensitive_fields` sets a
+# policy for each (ingest_api.tokenize applies them).
+SENSITIVE_FIELD_PATHS: tuple[str, ...] = ("network.ip", "network.ssid")
+SensitivePolicy = Literal["hmac", "truncate_ip", "drop"]
+_HMAC: SensitivePolicy = "hmac"
+# What recovery replay recognises as a token, `<id>:<64 hex>`, bounds a key id.
+_KEY_ID = re.compile(r"[^:\s]{1,32}\Z")
 
 
 def _is_loopback(url: str) -> bool:
@@ -61,8 +71,16 @@ class Settings(BaseSettings):
     # MQTT broker the bridge (`tlake mqtt-bridge`) subscribes to; mqtt:// or mqtts://.
     mqtt_url: str = "mqtt://127.0.0.1:1883"
 
+    # `token_keys` (env JSON `{"k1": "...", "k2": "..."}`) holds every configured key; only the
+    # one named by `token_key_id` tokenizes. Empty means `{token_key_id: token_key}`.
     token_key: SecretStr = SecretStr(DEV_TOKEN_KEY)
     token_key_id: str = "k1"
+    token_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    # Per sensitive field (env JSON): `hmac` token, `truncate_ip` (IPv4 /24, IPv6 /48; an
+    # invalid IP rejects the event) or `drop` (removed before anything is written).
+    sensitive_fields: dict[str, SensitivePolicy] = Field(
+        default_factory=lambda: dict.fromkeys(SENSITIVE_FIELD_PATHS, _HMAC)
+    )
 
     # Ingest limits, stated in the README; the API answers 413 naming the one exceeded.
     max_request_bytes: int = 1_000_000
@@ -80,6 +98,60 @@ class Settings(BaseSettings):
     claim_lease_seconds: int = 900
     max_attempts: int = 3
 
+    @field_validator("token_keys", "sensitive_fields", mode="before")
+    @classmethod
+    def _json_object(cls, value: object) -> object:
+        # The environment's JSON is parsed by pydantic-settings; `as_env()` values passed back
+        # as keyword arguments (a child rebuilding its settings) arrive as the same JSON text.
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                raise SettingsError("expected a JSON object") from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_token_keys_and_policies(self) -> Settings:
+        bad_ids = sorted(k for k in self.token_keys_effective if not _KEY_ID.match(k))
+        if bad_ids:
+            raise SettingsError(
+                f"token key ids {bad_ids} refused: 1 to 32 characters, no ':' or whitespace"
+            )
+        if self.token_key_id not in self.token_keys_effective:
+            raise SettingsError(
+                f"TLAKE_TOKEN_KEY_ID={self.token_key_id!r} is not a key of TLAKE_TOKEN_KEYS "
+                f"{sorted(self.token_keys_effective)}"
+            )
+        empty = sorted(k for k, v in self.token_keys_effective.items() if not v.get_secret_value())
+        if empty:
+            raise SettingsError(f"token keys {empty} are empty")
+        unknown = sorted(set(self.sensitive_fields) - set(SENSITIVE_FIELD_PATHS))
+        if unknown:
+            raise SettingsError(
+                f"TLAKE_SENSITIVE_FIELDS names unknown fields {unknown}; "
+                f"known: {list(SENSITIVE_FIELD_PATHS)}"
+            )
+        not_ip = sorted(
+            path
+            for path, policy in self.sensitive_fields.items()
+            if policy == "truncate_ip" and not path.endswith(".ip")
+        )
+        if not_ip:
+            raise SettingsError(
+                f"TLAKE_SENSITIVE_FIELDS: truncate_ip applies to IP fields only, not {not_ip}"
+            )
+        return self
+
+    @property
+    def token_keys_effective(self) -> dict[str, SecretStr]:
+        """Every configured token key by id: `token_keys`, else `{token_key_id: token_key}`."""
+        return dict(self.token_keys) or {self.token_key_id: self.token_key}
+
+    @property
+    def active_token_key(self) -> SecretStr:
+        """The key that makes new tokens (`token_key_id`'s)."""
+        return self.token_keys_effective[self.token_key_id]
+
     @model_validator(mode="after")
     def _refuse_dev_secrets_outside_loopback(self) -> Settings:
         defaults = []
@@ -87,8 +159,11 @@ class Settings(BaseSettings):
             defaults.append("TLAKE_S3_ACCESS_KEY")
         if PLACEHOLDER in self.s3_secret_key.get_secret_value():
             defaults.append("TLAKE_S3_SECRET_KEY")
-        if PLACEHOLDER in self.token_key.get_secret_value():
+        if not self.token_keys and PLACEHOLDER in self.token_key.get_secret_value():
             defaults.append("TLAKE_TOKEN_KEY")
+        for key_id, key in sorted(self.token_keys.items()):
+            if PLACEHOLDER in key.get_secret_value():
+                defaults.append(f"TLAKE_TOKEN_KEYS[{key_id}]")
         if PLACEHOLDER in (urlsplit(self.database_url).password or ""):
             defaults.append("TLAKE_DATABASE_URL (password)")
         if not defaults:
@@ -111,6 +186,13 @@ class Settings(BaseSettings):
                 value = value.get_secret_value()
             elif isinstance(value, Path):
                 value = value.resolve()
+            elif isinstance(value, dict):  # pydantic-settings reads dicts as JSON
+                value = json.dumps(
+                    {
+                        k: v.get_secret_value() if isinstance(v, SecretStr) else v
+                        for k, v in value.items()
+                    }
+                )
             env[f"TLAKE_{name.upper()}"] = str(value)
         return env
 

@@ -189,10 +189,18 @@ class KeptTokens(Tokenizer):
         fields: Sequence[tuple[str, str]] = (),
         memo: dict[str, str] | None = None,
     ) -> dict[str, Any]:
+        # Today's policy still applies: a kept token is dropped under `drop`, and a value that is
+        # not a token is handled as the API would (`truncate_ip` may reject the event).
         for section_name, name in fields:
             section = event.get(section_name)
-            if isinstance(section, dict) and section.get(name) is not None:
-                section[name] = self.token(section[name])
+            if not isinstance(section, dict) or section.get(name) is None:
+                continue
+            if self._real.policy(section_name, name) == "drop":
+                del section[name]
+            elif section[name] in self._tokens:
+                section[name] = self._tokens[section[name]]
+            else:
+                self._real.tokenize_event(event, [(section_name, name)])
         return event
 
     def tokenize_payload(self, payload: Any, fields: Sequence[tuple[str, str]] = ()) -> Any:

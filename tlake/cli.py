@@ -188,6 +188,39 @@ def files_retry(
     console.print(f"  {retried} failed objects back to pending")
 
 
+@app.command()
+def alerts(
+    limit: Annotated[int, typer.Option(help="At most this many, newest first")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Recent alerts: DAG tasks that failed for good (analytics.alerts)."""
+    from datetime import UTC
+
+    from lake_config.registry import Registry
+
+    try:
+        with Registry(get_settings(), max_size=1) as reg:
+            found = reg.alerts(limit=limit)
+    except LakeConfigError as exc:
+        _fail(exc)
+    if as_json:
+        rows = [dataclasses.asdict(a) for a in found]
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    table = Table("raised (UTC)", "severity", "dag", "task", "try", "dag run", "message")
+    for a in found:
+        table.add_row(
+            f"{a.raised_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
+            a.severity,
+            a.dag_id or "-",
+            a.task_id or "-",
+            str(a.try_number) if a.try_number is not None else "-",
+            a.dag_run_id or "-",
+            a.message,
+        )
+    console.print(table)
+
+
 TableOption = Annotated[
     str | None, typer.Option("--table", help="One table, e.g. silver.device_events (default: all)")
 ]

@@ -1,4 +1,4 @@
-"""Pipeline health: the registry's raw objects, runs and quarantine; data-quality results."""
+"""Pipeline health: the registry's raw objects, runs and quarantine; data quality; alerts."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ def render() -> None:
     _runs()
     _quarantine()
     _data_quality()
+    _alerts()
 
 
 def _raw_objects() -> None:
@@ -67,3 +68,18 @@ def _data_quality() -> None:
         no_data("analytics.dq_results")
         return
     table(results)
+
+
+def _alerts() -> None:
+    st.subheader(f"Alerts (last {queries.RECENT_ALERTS})")
+    if not queries.alerts_exist():
+        st.info(
+            "`analytics.alerts` does not exist yet: apply the latest migrations "
+            "(`make up`) to record the alerts of failed DAG tasks."
+        )
+        return
+    alerts = queries.read(queries.RECENT_DAG_ALERTS, {"limit": queries.RECENT_ALERTS})
+    if alerts.empty:
+        st.info("No alerts: no DAG task has failed for good.")
+        return
+    table(alerts)

@@ -156,6 +156,25 @@ def test_a_stage_that_fails_for_good_releases_the_claims_and_fails_the_run(
     status, attempts, error = statuses(registry, [key])[key]
     assert (status, attempts) == ("pending", 1)
     assert error == f"airflow run {result.run_id}: bronze, reconcile failed"
+    # Each task that failed for good raised one alert, with the first line of its error.
+    with registry.connection() as conn:
+        alerts = conn.execute(
+            "select dag_id, task_id, try_number, severity, message from analytics.alerts "
+            "where dag_run_id = %s order by task_id",
+            (result.run_id,),
+        ).fetchall()
+    assert [(a["dag_id"], a["task_id"], a["severity"]) for a in alerts] == [
+        ("telemetry_lake", "bronze", "critical"),
+        ("telemetry_lake", "reconcile", "critical"),
+        ("telemetry_lake", "release", "critical"),
+    ]
+    bronze_alert, reconcile_alert, release_alert = (a["message"] for a in alerts)
+    assert bronze_alert.startswith("QueryError: Spark failed: ")
+    assert f"/{devices}-no-such-bucket?" in bronze_alert
+    assert reconcile_alert.startswith("StorageError: LIST 'raw/' failed: ")
+    assert "NoSuchBucket" in reconcile_alert
+    assert release_alert.startswith(f"AirflowFailException: {error}; 1 object(s) of airflow-")
+    assert [a["try_number"] for a in alerts] == [1, 1, 1]  # retries=0: the first try is the last
 
     # Released, the object is taken by the next run.
     assert pipeline.run_once(airflow).objects == 1

@@ -285,6 +285,14 @@ def seed(cfg: Settings) -> None:
                     'fail', 70, 0, now())
             """
         )
+        conn.execute(
+            """
+            insert into analytics.alerts (source, dag_id, dag_run_id, task_id, try_number,
+                severity, message)
+            values ('airflow', 'telemetry_lake', 'manual__dash', 'bronze', 3, 'critical',
+                    'RegistryError: registry unavailable')
+            """
+        )
 
 
 # --- tests ---------------------------------------------------------------------------------------
@@ -340,6 +348,7 @@ def test_pipeline_health_page_shows_the_registry(
             "Quarantine by reason field",
             "Data quality",
             "battery_pct_in_range",
+            "manual__dash",
         ],
         "pipeline_health",
     )
@@ -359,6 +368,7 @@ def test_pipeline_health_page_shows_the_registry(
     assert "battery_pct_in_range\nvalidity\nquarantine\n70\n2\n2.9\n" in text
     assert "3 quarantined events, 0 replayed." in text
     assert "battery_pct\n2\n2\ndevice_id\n1\n1\ntimestamp\n1\n1" in text
+    assert "critical\ntelemetry_lake\nbronze\n3\nmanual__dash\nRegistryError: registry" in text
 
 
 def test_empty_database_gets_hints_not_errors(
@@ -368,13 +378,14 @@ def test_empty_database_gets_hints_not_errors(
         # As before the data-quality migration: the page must say so rather than fail.
         with psycopg.connect(cfg.database_url, autocommit=True) as conn:
             conn.execute("drop table analytics.dq_results")
+            conn.execute("drop table analytics.alerts")
         with dashboard(cfg, "empty") as url:
             text = show(browser, f"{url}/", [NO_DATA], "empty_devices")
             assert f"{NO_DATA} to fill analytics.device_hourly." in text
             text = show(
                 browser,
                 f"{url}/pipeline_health",
-                [f"{NO_DATA} to fill registry.raw_objects.", "does not exist yet"],
+                [f"{NO_DATA} to fill registry.raw_objects.", "analytics.alerts does not exist yet"],
                 "empty_pipeline_health",
             )
             assert f"{NO_DATA} to fill registry.pipeline_runs." in text

@@ -31,3 +31,9 @@ def test_vacuum_follows_optimize_once_a_day(maintenance_dag: dict[str, Any]) -> 
     }
     assert (maintenance_dag["schedule"], maintenance_dag["max_active_runs"]) == ("@daily", 1)
     assert maintenance_dag["catchup"] is False
+
+
+def test_a_table_whose_upkeep_fails_for_good_raises_an_alert(
+    maintenance_dag: dict[str, Any],
+) -> None:
+    assert maintenance_dag["on_failure_callback"] == {"optimize": True, "vacuum": True}

@@ -30,6 +30,8 @@ def test_every_page_query_is_declared() -> None:
         "QUARANTINE_TOTALS",
         "DQ_RESULTS_EXISTS",
         "LATEST_DQ_RESULTS",
+        "ALERTS_EXIST",
+        "RECENT_DAG_ALERTS",
     }
 
 
