@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 from pyspark.sql import SparkSession
+
+from lake_config.settings import get_settings
+
+
+@pytest.fixture(autouse=True)
+def _default_settings_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Unit tests see default settings, never the TLAKE_* an integration session exported.
+
+    pydantic-settings deep-merges dict settings from the environment into keyword arguments, so
+    a leaked TLAKE_SENSITIVE_FIELDS would change what `Settings(sensitive_fields=...)` means.
+    """
+    for name in list(os.environ):
+        if name.startswith("TLAKE_") and name != "TLAKE_ENV":
+            monkeypatch.delenv(name)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")
