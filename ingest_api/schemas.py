@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired, Required
 from uuid import UUID
 
 from pydantic import (
@@ -169,6 +169,166 @@ class EventV1(TypedDict):
     attributes: NotRequired[Attributes | None]
 
 
+# --- the origin sources (docs/CONTRACTS.md "Sources") -------------------------------------
+# Every source keeps the common event fields (id, device, type, time, attributes) and adds one
+# section named after it; silver keeps the section as JSON and flattens it per source.
+
+BRAZIL_STATES = (
+    "AC", "AL", "AP", "AM", "BA", "CE", "DF", "ES", "GO", "MA", "MT", "MS", "MG", "PA",
+    "PB", "PR", "PE", "PI", "RJ", "RN", "RS", "RO", "RR", "SC", "SP", "SE", "TO",
+)  # fmt: skip
+BrazilState = Literal[
+    "AC", "AL", "AP", "AM", "BA", "CE", "DF", "ES", "GO", "MA", "MT", "MS", "MG", "PA",
+    "PB", "PR", "PE", "PI", "RJ", "RN", "RS", "RO", "RR", "SC", "SP", "SE", "TO",
+]  # fmt: skip
+
+
+def _matching(pattern: str, message: str) -> AfterValidator:
+    """A format check whose error says what is expected (never quoting the value)."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise PydanticCustomError("format", message)
+        return value
+
+    return AfterValidator(check)
+
+
+DeviceCode = Annotated[
+    str,
+    StringConstraints(max_length=8),
+    _matching(r"(AT|CC|PD|PC)[0-9]{6}", "must be AT, CC, PD or PC and six digits, e.g. AT000123"),
+    Field(description="Machine type prefix (AT, CC, PD, PC) and a six-digit sequence"),
+]
+IsoDate = Annotated[
+    str,
+    StringConstraints(max_length=10),
+    _matching(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", "must be a date YYYY-MM-DD"),
+]
+BranchId = Annotated[
+    str, StringConstraints(max_length=5), _matching(r"[0-9]{5}", "must be five digits")
+]
+AcquisitionSequence = Annotated[
+    str,
+    StringConstraints(max_length=13),
+    _matching(r"[0-9]{13}", "must be the branch id and the acquisition date YYYYMMDD"),
+]
+Finite = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+
+
+def _strict_number(value: Any) -> Any:
+    # JSON numbers only: 21 and 21.5 are both readings, "21" and true are not.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("number_type", "must be a JSON number")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise PydanticCustomError("finite_number", "must be a finite number")
+    return float(value)
+
+
+Number = Annotated[float, PlainValidator(_strict_number, json_schema_input_type=float)]
+
+
+class FleetV1(TypedDict, total=False):
+    """A fleet machine's state when it reported (000's data dictionary)."""
+
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+    status: Required[Literal["online", "offline"]]
+    machine_type: Required[Literal["ATM", "CC", "PD", "PC"]]
+    state: Required[BrazilState]
+    branch_id: BranchId | None
+    acquisition_sequence: AcquisitionSequence | None
+    has_error: StrictBool | None
+    machine_model: Text64 | None
+    supplier: Text64 | None
+    network_address: Text64 | None  # sensitive: HMAC token by default
+    operating_system: Text32 | None
+    os_version: Text32 | None
+    acquisition_date: IsoDate | None
+
+
+class FleetEventV1(TypedDict):
+    """A fleet machine heartbeat or inventory record (schema `fleet/1`); device_id is its
+    device_code."""
+
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+    event_id: UUID
+    device_id: DeviceCode
+    event_type: Literal["heartbeat", "inventory"]
+    occurred_at: Rfc3339
+    fleet: FleetV1
+    attributes: NotRequired[Attributes | None]
+
+
+class StoreV1(TypedDict):
+    """One door sensor's hourly count (001). A failed reading has status `failed` and no
+    visits, so it is never mistaken for an hour without visitors."""
+
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+    store: Text64
+    sensor_id: Annotated[int, Strict(), Field(ge=0, le=10_000)]
+    status: Literal["ok", "failed"]
+    visits: NotRequired[Annotated[int, Strict(), Field(ge=0, le=10_000_000)] | None]
+    store_opened_on: NotRequired[IsoDate | None]
+
+
+class StoreEventV1(TypedDict):
+    """Door-sensor traffic (schema `store/1`): occurred_at is the start of the counted hour."""
+
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+    event_id: UUID
+    device_id: DeviceId
+    event_type: Literal["door_count"]
+    occurred_at: Rfc3339
+    store: StoreV1
+    attributes: NotRequired[Attributes | None]
+
+
+class ReadingV1(TypedDict):
+    """One sensor reading (002): the value and the sensor's declared metadata."""
+
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+    value: Number
+    unit: Annotated[str, StringConstraints(min_length=1, max_length=16)]
+    type: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    location: NotRequired[Text128 | None]
+    latitude: NotRequired[Annotated[float, Strict(), Field(ge=-90, le=90)] | None]
+    longitude: NotRequired[Annotated[float, Strict(), Field(ge=-180, le=180)] | None]
+    range_min: NotRequired[Finite | None]
+    range_max: NotRequired[Finite | None]
+
+
+class IotEventV1(TypedDict):
+    """An IoT sensor reading (schema `iot/1`); device_id is the sensor id."""
+
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+    event_id: UUID
+    device_id: DeviceId
+    event_type: Literal["reading"]
+    occurred_at: Rfc3339
+    reading: ReadingV1
+    attributes: NotRequired[Attributes | None]
+
+
+class StreamV1(TypedDict):
+    """One value of a stream (004)."""
+
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+    value: Number
+
+
+class StreamEventV1(TypedDict):
+    """A stream value (schema `stream/1`): event_id is the message id, device_id the stream."""
+
+    __pydantic_config__ = _FORBID  # type: ignore[misc]
+    event_id: UUID
+    device_id: DeviceId
+    event_type: Literal["value"]
+    occurred_at: Rfc3339
+    stream: StreamV1
+    attributes: NotRequired[Attributes | None]
+
+
 # --- registry of versions ---------------------------------------------------------------------
 
 
@@ -189,6 +349,38 @@ SCHEMAS: dict[str, EventSchema] = {
         sensitive_fields=SENSITIVE_FIELDS,
         description="Mobile device telemetry, first version.",
     ),
+    "fleet/1": EventSchema(
+        version="fleet/1",
+        adapter=TypeAdapter(FleetEventV1),
+        sensitive_fields=SENSITIVE_FIELDS,
+        description="Fleet machines (ATM, CC, PD, PC): heartbeats and inventory records.",
+    ),
+    "store/1": EventSchema(
+        version="store/1",
+        adapter=TypeAdapter(StoreEventV1),
+        sensitive_fields=SENSITIVE_FIELDS,
+        description="Store door sensors: visitors counted per sensor and hour.",
+    ),
+    "iot/1": EventSchema(
+        version="iot/1",
+        adapter=TypeAdapter(IotEventV1),
+        sensitive_fields=SENSITIVE_FIELDS,
+        description="IoT sensor readings (temperature and others) with their unit and type.",
+    ),
+    "stream/1": EventSchema(
+        version="stream/1",
+        adapter=TypeAdapter(StreamEventV1),
+        sensitive_fields=SENSITIVE_FIELDS,
+        description="A value stream: one value per message.",
+    ),
+}
+
+# The section each source's events carry, by schema family (the part before the '/').
+SOURCE_SECTIONS: dict[str, str] = {
+    "fleet": "fleet",
+    "store": "store",
+    "iot": "reading",
+    "stream": "stream",
 }
 
 

@@ -29,7 +29,9 @@ _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 # Every field that may hold a sensitive value, as `section.field`; `sensitive_fields` sets a
 # policy for each (ingest_api.tokenize applies them).
-SENSITIVE_FIELD_PATHS: tuple[str, ...] = ("network.ip", "network.ssid")
+SENSITIVE_FIELD_PATHS: tuple[str, ...] = ("network.ip", "network.ssid", "fleet.network_address")
+# The sensitive fields that hold an IP address, so `truncate_ip` applies to them.
+IP_FIELD_PATHS: frozenset[str] = frozenset({"network.ip", "fleet.network_address"})
 SensitivePolicy = Literal["hmac", "truncate_ip", "drop"]
 _HMAC: SensitivePolicy = "hmac"
 # What recovery replay recognises as a token, `<id>:<64 hex>`, bounds a key id.
@@ -93,6 +95,23 @@ class Settings(BaseSettings):
     rate_limit_events_per_s: float = Field(default=50_000, ge=0)
     max_inflight_requests: int = Field(default=64, ge=0)
 
+    # Device clocks: when a batch's sent_at differs from received_at by more than
+    # `clock_skew_threshold_s`, silver shifts its events' occurred_at by (received_at - sent_at)
+    # (Segment's correction) and flags them; the API rejects an event whose (corrected)
+    # occurred_at lies more than `max_future_s` after received_at.
+    clock_skew_threshold_s: float = Field(default=60.0, ge=0)
+    max_future_s: float = Field(default=300.0, ge=0)
+
+    # Origin-source analytics (gold): fleet snapshots are heartbeats grouped into windows of
+    # this many minutes; the online-share monitor compares the latest snapshot with the mean of
+    # the previous `monitor_history` ones and raises an alert when the share dropped by more
+    # than `monitor_drop_threshold` (a fraction of the baseline). Stream rolling averages span
+    # these windows, in seconds.
+    fleet_snapshot_minutes: int = Field(default=5, ge=1, le=1440)
+    monitor_history: int = Field(default=4, ge=1, le=1000)
+    monitor_drop_threshold: float = Field(default=0.15, gt=0, lt=1)
+    stream_rolling_seconds: tuple[int, int] = (10, 60)
+
     # Registry: how many raw objects one run claims, and how long a claim holds.
     run_batch_objects: int = 5_000
     claim_lease_seconds: int = 900
@@ -134,7 +153,7 @@ class Settings(BaseSettings):
         not_ip = sorted(
             path
             for path, policy in self.sensitive_fields.items()
-            if policy == "truncate_ip" and not path.endswith(".ip")
+            if policy == "truncate_ip" and path not in IP_FIELD_PATHS
         )
         if not_ip:
             raise SettingsError(
