@@ -106,11 +106,12 @@ class Settings(BaseSettings):
     # this many minutes; the online-share monitor compares the latest snapshot with the mean of
     # the previous `monitor_history` ones and raises an alert when the share dropped by more
     # than `monitor_drop_threshold` (a fraction of the baseline). Stream rolling averages span
-    # these windows, in seconds.
+    # a short and a long window, in seconds.
     fleet_snapshot_minutes: int = Field(default=5, ge=1, le=1440)
     monitor_history: int = Field(default=4, ge=1, le=1000)
     monitor_drop_threshold: float = Field(default=0.15, gt=0, lt=1)
-    stream_rolling_seconds: tuple[int, int] = (10, 60)
+    stream_rolling_short_s: int = Field(default=10, ge=1, le=86_400)
+    stream_rolling_long_s: int = Field(default=60, ge=1, le=86_400)
 
     # Registry: how many raw objects one run claims, and how long a claim holds.
     run_batch_objects: int = 5_000
