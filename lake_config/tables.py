@@ -121,6 +121,22 @@ SILVER_DEVICE_EVENTS = Table(
         Column("session_duration_ms", "bigint", "Session duration in milliseconds"),
         Column("attributes_json", "string", "Free-form scalar attributes as a JSON object"),
         Column("ingest_lag_ms", "bigint", "Derived: received_at - occurred_at in milliseconds"),
+        Column(
+            "details_json",
+            "string",
+            "The source's own section (fleet, store, reading, stream) as JSON; null for mobile",
+        ),
+        Column(
+            "device_occurred_at",
+            "timestamp",
+            "occurred_at as the device's clock said it (differs when clock_skew_corrected)",
+        ),
+        Column(
+            "clock_skew_corrected",
+            "boolean",
+            "Whether occurred_at was shifted by received_at - sent_at (device clock off by more "
+            "than clock_skew_threshold_s)",
+        ),
     ),
 )
 
@@ -173,11 +189,257 @@ GOLD_DEVICE_HOURLY = Table(
     ),
 )
 
+# --- origin sources: silver per source, flattened from silver.device_events ------------------
+# Each source's silver table holds its accepted, deduplicated events (the very rows of
+# silver.device_events) with the source's section flattened into columns. `SOURCES` says which
+# schema family feeds which table; `Source.section_ddl` is how silver parses the section.
+
+_SOURCE_COMMON = (
+    Column("event_id", "string", "Event id, unique in this table", False),
+    Column("device_id", "string", "Device the event describes", False),
+    Column("event_type", "string", "Event type", False),
+    Column("occurred_at", "timestamp", "When the event happened (UTC, clock-corrected)", False),
+    Column("event_date", "date", "UTC date of occurred_at (partition)", False),
+    Column("received_at", "timestamp", "When the API received it (UTC)"),
+    Column("source", "string", "Source the API key belongs to"),
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    """An origin source: its schema family (`fleet` for `fleet/1`), the section its events
+    carry, and its silver table (common columns, then the section's fields)."""
+
+    family: str
+    section: str
+    table: Table
+    origin: str  # the origin document (../shared/seeds/) it comes from
+
+    @property
+    def section_columns(self) -> tuple[Column, ...]:
+        common = {c.name for c in _SOURCE_COMMON}
+        return tuple(c for c in self.table.columns if c.name not in common)
+
+    @property
+    def section_ddl(self) -> str:
+        return ", ".join(f"{c.name} {c.type}" for c in self.section_columns)
+
+
+def _source_table(name: str, grain: str, description: str, *columns: Column) -> Table:
+    return Table(
+        name=name,
+        path=name.replace(".", "/"),
+        grain=grain,
+        description=description,
+        owner_stage="silver",
+        merge_keys=("event_id",),
+        partition_by=("event_date",),
+        columns=(*_SOURCE_COMMON, *columns),
+    )
+
+
+SILVER_FLEET_STATUS = _source_table(
+    "silver.fleet_status",
+    "one row per fleet event (heartbeat or inventory record)",
+    "Fleet machines' reports: state and metadata per heartbeat (000's data dictionary).",
+    Column("status", "string", "online or offline"),
+    Column("machine_type", "string", "ATM, CC, PD or PC"),
+    Column("state", "string", "Brazilian state (two letters)"),
+    Column("branch_id", "string", "Five-digit branch code"),
+    Column("acquisition_sequence", "string", "Branch id and acquisition date YYYYMMDD"),
+    Column("has_error", "boolean", "Whether the machine reported an error"),
+    Column("machine_model", "string", "Model within the machine type"),
+    Column("supplier", "string", "Vendor"),
+    Column("network_address", "string", "HMAC token of the machine's IP (never the IP)"),
+    Column("operating_system", "string", "OS family"),
+    Column("os_version", "string", "OS version"),
+    Column("acquisition_date", "string", "When the machine entered the fleet (YYYY-MM-DD)"),
+)
+
+SILVER_STORE_COUNTS = _source_table(
+    "silver.store_counts",
+    "one row per door-sensor hourly count",
+    "Visitors counted per store door sensor and hour (001); failed readings have no visits.",
+    Column("store", "string", "Store (city)"),
+    Column("sensor_id", "int", "Door sensor number within the store"),
+    Column("status", "string", "ok or failed"),
+    Column("visits", "bigint", "Visitors in the hour; null when the reading failed"),
+    Column("store_opened_on", "string", "When the store opened (YYYY-MM-DD)"),
+)
+
+SILVER_IOT_READINGS = _source_table(
+    "silver.iot_readings",
+    "one row per sensor reading",
+    "IoT sensor readings (002) with the sensor's unit, type, location and declared range.",
+    Column("value", "double", "Measured value"),
+    Column("unit", "string", "Unit of the value (C, F, %, ...)"),
+    Column("type", "string", "What is measured (temperature, ...)"),
+    Column("location", "string", "Where the sensor is"),
+    Column("latitude", "double", "Sensor latitude"),
+    Column("longitude", "double", "Sensor longitude"),
+    Column("range_min", "double", "Lowest value the sensor can measure"),
+    Column("range_max", "double", "Highest value the sensor can measure"),
+)
+
+SILVER_STREAM_VALUES = _source_table(
+    "silver.stream_values",
+    "one row per stream message",
+    "A value stream (004): one value per message; device_id names the stream.",
+    Column("value", "double", "The value"),
+)
+
+SOURCES: tuple[Source, ...] = (
+    Source("fleet", "fleet", SILVER_FLEET_STATUS, "000_16749760aedd2b81.txt"),
+    Source("store", "store", SILVER_STORE_COUNTS, "001_e038df07d9eac200.txt"),
+    Source("iot", "reading", SILVER_IOT_READINGS, "002_9964580b2124f7ab.txt"),
+    Source("stream", "stream", SILVER_STREAM_VALUES, "004_5bd383c41d694a6b.txt"),
+)
+
+# --- origin sources: gold -----------------------------------------------------------------------
+
+GOLD_FLEET_DEVICES = Table(
+    name="gold.fleet_devices",
+    path="gold/fleet_devices",
+    grain="one row per fleet machine (device_id = device_code)",
+    description="The fleet inventory: every machine ever seen, its latest metadata and status; "
+    "mirrored to analytics.fleet_devices.",
+    owner_stage="gold",
+    merge_keys=("device_id",),
+    columns=(
+        Column("device_id", "string", "device_code: AT/CC/PD/PC and six digits", False),
+        Column("machine_type", "string", "ATM, CC, PD or PC"),
+        Column("machine_model", "string", "Model"),
+        Column("supplier", "string", "Vendor"),
+        Column("state", "string", "Brazilian state"),
+        Column("branch_id", "string", "Branch code"),
+        Column("operating_system", "string", "OS family"),
+        Column("os_version", "string", "OS version"),
+        Column("acquisition_date", "string", "When the machine entered the fleet"),
+        Column("first_seen_at", "timestamp", "Earliest report", False),
+        Column("last_seen_at", "timestamp", "Latest report", False),
+        Column("last_status", "string", "Status of the latest report"),
+        Column("has_error", "boolean", "Error flag of the latest report"),
+    ),
+)
+
+GOLD_FLEET_SEGMENTS = Table(
+    name="gold.fleet_segments",
+    path="gold/fleet_segments",
+    grain="one row per (snapshot ts, segment, dimension values)",
+    description="Online machines per snapshot and segment (000's segment_timeseries shape: "
+    "dimension names and values, '' where a segment has fewer than three dimensions); "
+    "mirrored to analytics.fleet_segments.",
+    owner_stage="gold",
+    merge_keys=("ts", "segment", "dim1_value", "dim2_value", "dim3_value"),
+    columns=(
+        Column("ts", "timestamp", "Snapshot start (fleet_snapshot_minutes windows)", False),
+        Column(
+            "segment", "string", "State, Type, Supplier, Type and OS and OS_version, ...", False
+        ),
+        Column("count", "bigint", "Machines online in the snapshot with these values", False),
+        Column("dim1_name", "string", "First dimension", False),
+        Column("dim1_value", "string", "Its value", False),
+        Column("dim2_name", "string", "Second dimension, or ''", False),
+        Column("dim2_value", "string", "Its value, or ''", False),
+        Column("dim3_name", "string", "Third dimension, or ''", False),
+        Column("dim3_value", "string", "Its value, or ''", False),
+    ),
+)
+
+GOLD_FLEET_ONLINE = Table(
+    name="gold.fleet_online",
+    path="gold/fleet_online",
+    grain="one row per snapshot ts",
+    description="Machines online per snapshot against the inventory known then; the monitor's "
+    "input. Mirrored to analytics.fleet_online.",
+    owner_stage="gold",
+    merge_keys=("ts",),
+    columns=(
+        Column("ts", "timestamp", "Snapshot start", False),
+        Column("online", "bigint", "Machines that reported online in the snapshot", False),
+        Column("reporting", "bigint", "Machines that reported at all in the snapshot", False),
+        Column("errors", "bigint", "Online machines reporting an error", False),
+        Column("inventory", "bigint", "Machines first seen before the snapshot ended", False),
+        Column("online_share", "double", "online / inventory (0..1)"),
+    ),
+)
+
+GOLD_STORE_SENSOR_HOURLY = Table(
+    name="gold.store_sensor_hourly",
+    path="gold/store_sensor_hourly",
+    grain="one row per (store, sensor_id, hour_start)",
+    description="Door-sensor traffic per hour with failed readings kept apart from zero "
+    "traffic and anomalies flagged; mirrored to analytics.store_sensor_hourly, with the "
+    "daily and per-store resolutions as views.",
+    owner_stage="gold",
+    merge_keys=("store", "sensor_id", "hour_start"),
+    columns=(
+        Column("store", "string", "Store", False),
+        Column("sensor_id", "int", "Door sensor", False),
+        Column("hour_start", "timestamp", "Start of the counted hour (UTC)", False),
+        Column("visits", "bigint", "Visitors; null when the reading failed"),
+        Column("failed", "boolean", "The sensor reported a failed reading", False),
+        Column(
+            "anomaly",
+            "boolean",
+            "Traffic below a quarter of the store's mean for open hours that day",
+            False,
+        ),
+    ),
+)
+
+GOLD_IOT_SENSOR_MINUTE = Table(
+    name="gold.iot_sensor_minute",
+    path="gold/iot_sensor_minute",
+    grain="one row per (device_id, minute_start)",
+    description="One-minute aggregates per IoT sensor; mirrored to analytics.iot_sensor_minute.",
+    owner_stage="gold",
+    merge_keys=("device_id", "minute_start"),
+    columns=(
+        Column("device_id", "string", "Sensor id", False),
+        Column("minute_start", "timestamp", "Start of the UTC minute", False),
+        Column("readings", "bigint", "Readings in the minute", False),
+        Column("avg_value", "double", "Mean value", False),
+        Column("min_value", "double", "Lowest value", False),
+        Column("max_value", "double", "Highest value", False),
+        Column("out_of_range", "bigint", "Readings outside the sensor's declared range", False),
+        Column("unit", "string", "Unit"),
+        Column("type", "string", "What is measured"),
+        Column("location", "string", "Where the sensor is"),
+    ),
+)
+
+GOLD_STREAM_ROLLING = Table(
+    name="gold.stream_rolling",
+    path="gold/stream_rolling",
+    grain="one row per stream message (event_id)",
+    description="Stream values with time-based rolling averages over a short and a long "
+    "window (stream_rolling_short_s, stream_rolling_long_s); mirrored to "
+    "analytics.stream_rolling, with 004's melt and pivot shapes as views.",
+    owner_stage="gold",
+    merge_keys=("event_id",),
+    columns=(
+        Column("event_id", "string", "Message id", False),
+        Column("device_id", "string", "Stream", False),
+        Column("occurred_at", "timestamp", "Message timestamp (UTC)", False),
+        Column("value", "double", "The value", False),
+        Column("rolling_avg_short", "double", "Mean over the short window ending here", False),
+        Column("rolling_avg_long", "double", "Mean over the long window ending here", False),
+    ),
+)
+
 TABLES: tuple[Table, ...] = (
     BRONZE_EVENTS,
     SILVER_DEVICE_EVENTS,
     QUARANTINE_EVENTS,
     GOLD_DEVICE_HOURLY,
+    *(source.table for source in SOURCES),
+    GOLD_FLEET_DEVICES,
+    GOLD_FLEET_SEGMENTS,
+    GOLD_FLEET_ONLINE,
+    GOLD_STORE_SENSOR_HOURLY,
+    GOLD_IOT_SENSOR_MINUTE,
+    GOLD_STREAM_ROLLING,
 )
 
 

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 
 from lake_config.quality import Expectation
 from lake_config.settings import Settings
-from lake_config.tables import QUARANTINE_EVENTS, SILVER_DEVICE_EVENTS
+from lake_config.tables import QUARANTINE_EVENTS, SILVER_DEVICE_EVENTS, SOURCES, Source
 from spark_jobs import lake, quality
 from spark_jobs.lake import Split
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
 STAGE = "silver"
 
@@ -45,6 +45,7 @@ PAYLOAD_DDL = (
 
 CRITICAL_BATTERY_PCT = 10.0
 LOW_BATTERY_PCT = 20.0
+DEFAULT_CLOCK_SKEW_THRESHOLD_S = 60.0  # Settings.clock_skew_threshold_s
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,19 @@ class SilverCounts:
     duplicates: int  # copies of an event already accepted from the same input
     quarantined: int  # quarantine rows new to quarantine.events
     rule_results: tuple[quality.RuleResult, ...] = ()  # as written to analytics.dq_results
+    sources: tuple[tuple[str, int], ...] = ()  # (source table, rows new to it)
 
 
 def classify(
-    bronze_df: DataFrame, expectations: Sequence[Expectation] = SILVER_DEVICE_EVENTS.expectations
+    bronze_df: DataFrame,
+    expectations: Sequence[Expectation] = SILVER_DEVICE_EVENTS.expectations,
+    clock_skew_threshold_s: float = DEFAULT_CLOCK_SKEW_THRESHOLD_S,
 ) -> DataFrame:
     """Each bronze row parsed and flattened, with its broken `rules` and an `accepted` flag.
+
+    Device clocks: when the batch's received_at - sent_at exceeds `clock_skew_threshold_s` in
+    either direction, occurred_at is shifted by that offset (Segment's correction) and
+    `clock_skew_corrected` is set; `device_occurred_at` keeps what the device said.
 
     `rules` lists the quarantining `expectations` the row broke; every expectation also leaves
     a failure flag that `quality.summary` counts.
@@ -90,7 +98,7 @@ def classify(
         ev["device_id"].alias("device_id"),
         ev["event_type"].alias("event_type"),
         ev["occurred_at"].alias("occurred_at_text"),
-        F.try_to_timestamp(ev["occurred_at"]).alias("occurred_at"),
+        F.try_to_timestamp(ev["occurred_at"]).alias("device_occurred_at"),
         ev["app"]["name"].alias("app_name"),
         ev["app"]["version"].alias("app_version"),
         ev["device"]["os"].alias("os"),
@@ -109,8 +117,20 @@ def classify(
         ev["session"]["session_id"].alias("session_id"),
         ev["session"]["duration_ms"].alias("session_duration_ms"),
         ev["attributes"].alias("attributes_json"),
+        _details_json(F.col("schema_version"), F.col("payload")).alias("details_json"),
         F.when(F.col("is_object"), F.col("payload")).alias("object_payload"),
     ).drop("ev")
+    skew_ms = F.unix_millis(F.col("received_at")) - F.unix_millis(F.col("sent_at"))
+    corrected = F.coalesce(F.abs(skew_ms) > F.lit(int(clock_skew_threshold_s * 1000)), F.lit(False))
+    flat = flat.withColumns(
+        {
+            "clock_skew_corrected": corrected & F.col("device_occurred_at").isNotNull(),
+            "occurred_at": F.when(
+                corrected,
+                F.timestamp_millis(F.unix_millis(F.col("device_occurred_at")) + skew_ms),
+            ).otherwise(F.col("device_occurred_at")),
+        }
+    )
     lag_ms = F.unix_millis(F.col("received_at")) - F.unix_millis(F.col("occurred_at"))
     checked = quality.annotate(flat.withColumn("ingest_lag_ms", lag_ms), expectations)
     first_received = Window.partitionBy("event_id").orderBy(
@@ -119,6 +139,33 @@ def classify(
     ranked = checked.withColumn("copy_no", F.row_number().over(first_received))
     accepted = (F.size("rules") == 0) & (F.col("copy_no") == 1)
     return ranked.withColumn("accepted", accepted)
+
+
+def _details_json(schema_version: Column, payload: Column) -> Column:
+    """The section named by the event's source (SOURCES) as JSON text; null for mobile."""
+    from pyspark.sql import functions as F
+
+    details = F.lit(None).cast("string")
+    for source in SOURCES:
+        details = F.when(
+            schema_version.startswith(f"{source.family}/"),
+            F.get_json_object(payload, f"$.{source.section}"),
+        ).otherwise(details)
+    return details
+
+
+def flatten_source(silver_rows: DataFrame, source: Source) -> DataFrame:
+    """silver.device_events rows of `source` -> rows of its silver table (section flattened)."""
+    from pyspark.sql import functions as F
+
+    section = F.from_json(F.col("details_json"), source.section_ddl)
+    rows = silver_rows.where(F.col("schema_version").startswith(f"{source.family}/")).select(
+        "*", section.alias("section")
+    )
+    return lake.conform(
+        rows.select("*", *(F.col("section")[c.name].alias(c.name) for c in source.section_columns)),
+        source.table,
+    )
 
 
 def split(classified: DataFrame) -> Split:
@@ -158,13 +205,16 @@ def split(classified: DataFrame) -> Split:
 
 
 def transform(
-    bronze_df: DataFrame, expectations: Sequence[Expectation] = SILVER_DEVICE_EVENTS.expectations
+    bronze_df: DataFrame,
+    expectations: Sequence[Expectation] = SILVER_DEVICE_EVENTS.expectations,
+    clock_skew_threshold_s: float = DEFAULT_CLOCK_SKEW_THRESHOLD_S,
 ) -> Split:
     """bronze.events rows -> (silver.device_events rows, quarantine.events rows).
 
     Quarantine rows carry the input's run_id; `load` sets it to the run doing the checking.
+    The rows of each origin source go on to its own table through `flatten_source`.
     """
-    return split(classify(bronze_df, expectations))
+    return split(classify(bronze_df, expectations, clock_skew_threshold_s))
 
 
 # --- I/O ---------------------------------------------------------------------------------------
@@ -196,10 +246,12 @@ def load(
     for table in (SILVER_DEVICE_EVENTS, QUARANTINE_EVENTS):  # readers may rely on them, even empty
         lake.ensure_created(spark, settings, table)
     bronze = read_run_rows(spark, settings, object_keys).withColumn("run_id", F.lit(run_id))
-    classified = classify(bronze, expectations)
+    classified = classify(bronze, expectations, settings.clock_skew_threshold_s)
     stats = (
         classified.groupBy(
-            "accepted", F.when(F.col("accepted"), F.to_date("occurred_at")).alias("event_date")
+            "accepted",
+            F.when(F.col("accepted"), F.to_date("occurred_at")).alias("event_date"),
+            F.when(F.col("accepted"), F.split("schema_version", "/")[0]).alias("family"),
         )
         .agg(
             F.count(F.lit(1)).alias("n"),
@@ -213,7 +265,7 @@ def load(
     quality.record(settings.database_url, run_id, checked, datetime.now(UTC))
     quality.enforce(checked)
     rows_in = sum(int(r["n"]) for r in stats)
-    dates = [r["event_date"] for r in stats if r["accepted"]]
+    dates = sorted({r["event_date"] for r in stats if r["accepted"]})
     duplicates = sum(int(r["valid"] or 0) for r in stats if not r["accepted"])
     broken = sum(int(r["broken"] or 0) for r in stats)
     rows, quarantine = split(classified)
@@ -224,12 +276,31 @@ def load(
         )
     if broken:
         quarantined = lake.merge(spark, settings, QUARANTINE_EVENTS, quarantine)
+    sources = []
+    for source in SOURCES:  # a run without a source's events never touches its table
+        source_dates = sorted(
+            {r["event_date"] for r in stats if r["accepted"] and r["family"] == source.family}
+        )
+        if source_dates:
+            sources.append(
+                (
+                    source.table.name,
+                    lake.merge(
+                        spark,
+                        settings,
+                        source.table,
+                        flatten_source(rows, source),
+                        prune={"event_date": source_dates},
+                    ),
+                )
+            )
     return SilverCounts(
         rows_in=rows_in,
         written=written,
         duplicates=duplicates,
         quarantined=quarantined,
         rule_results=tuple(checked),
+        sources=tuple(sources),
     )
 
 

@@ -113,6 +113,9 @@ def test_a_full_event_is_flattened_typed_and_enriched(spark: SparkSession) -> No
                 120000,
                 '{"screen":"home","retries":2,"beta":true}',
                 1500,
+                None,
+                occurred,
+                False,
             )
         ],
         SILVER_DEVICE_EVENTS.ddl,
