@@ -1,4 +1,4 @@
-"""Telemetry Lake: reconcile, claim newly landed raw objects, then bronze -> silver -> gold, finish.
+"""Telemetry Lake: reconcile, claim new raw objects, bronze -> silver -> gold, finish, monitor.
 
 One run claims what arrived, carries exactly those objects through the three layers and marks them
 processed only after gold committed. Every task calls one `spark_jobs.pipeline` stage with the same
@@ -126,6 +126,23 @@ def telemetry_lake() -> None:
 
         return pipeline.finish(get_settings(), lake_run_id)
 
+    @task(retries=0)
+    def monitor() -> dict | None:
+        """The fleet online-share monitor over the refreshed analytics (monitoring.online_share).
+
+        Never fails the run: a monitor that cannot run logs why and returns None.
+        """
+        import dataclasses
+
+        from lake_config.settings import get_settings
+        from monitoring.online_share import check_safely
+
+        verdict = check_safely(get_settings())
+        if verdict is None:
+            return None
+        print(verdict.render())
+        return {k: str(v) for k, v in dataclasses.asdict(verdict).items()}
+
     @task(trigger_rule=TriggerRule.ONE_FAILED, retries=3)
     def release(*, dag_run=None, ti=None) -> None:
         """A stage failed for good: hand the run's claims back, then fail the DAG run.
@@ -153,6 +170,7 @@ def telemetry_lake() -> None:
     stages = [bronze(lake_run_id), silver(lake_run_id), gold(lake_run_id), finish(lake_run_id)]
     chain(*stages)
     stages >> release()
+    stages[-1] >> monitor()
 
 
 def _stage(name: str, lake_run_id: str) -> dict:

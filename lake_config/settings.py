@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     # 503 `overloaded` instead of queueing (0 disables).
     rate_limit_events_per_s: float = Field(default=50_000, ge=0)
     max_inflight_requests: int = Field(default=64, ge=0)
+    # Request bodies: 408 `body_timeout` when no byte of the body arrived for `body_timeout_s`
+    # (a stalled client), or when the whole body took longer than `body_total_timeout_s` (one
+    # trickling bytes), so neither holds an in-flight slot for long.
+    body_timeout_s: float = Field(default=10.0, gt=0)
+    body_total_timeout_s: float = Field(default=60.0, gt=0)
+    # Idempotency-Key records older than this are expired: the key may be used again (a new
+    # batch), and `tlake idempotency prune` (daily, tlake_maintenance) deletes them.
+    idempotency_ttl_hours: int = Field(default=24, ge=1)
 
     # Device clocks: when a batch's sent_at differs from received_at by more than
     # `clock_skew_threshold_s`, silver shifts its events' occurred_at by (received_at - sent_at)
@@ -107,7 +115,7 @@ class Settings(BaseSettings):
     # the previous `monitor_history` ones and raises an alert when the share dropped by more
     # than `monitor_drop_threshold` (a fraction of the baseline). Stream rolling averages span
     # a short and a long window, in seconds.
-    fleet_snapshot_minutes: int = Field(default=5, ge=1, le=1440)
+    fleet_snapshot_minutes: int = Field(default=5, ge=1, le=60)  # must divide an hour
     monitor_history: int = Field(default=4, ge=1, le=1000)
     monitor_drop_threshold: float = Field(default=0.15, gt=0, lt=1)
     stream_rolling_short_s: int = Field(default=10, ge=1, le=86_400)
@@ -128,6 +136,14 @@ class Settings(BaseSettings):
                 return json.loads(value)
             except json.JSONDecodeError:
                 raise SettingsError("expected a JSON object") from None
+        return value
+
+    @field_validator("fleet_snapshot_minutes")
+    @classmethod
+    def _divides_an_hour(cls, value: int) -> int:
+        # Snapshots then never straddle an hour, so gold recomputes them per touched hour.
+        if 60 % value:
+            raise SettingsError("fleet_snapshot_minutes must divide 60 (1, 2, 3, 5, 10, 15, 30...)")
         return value
 
     @model_validator(mode="after")

@@ -73,14 +73,16 @@ def merge(
     source: DataFrame,
     *,
     update: bool = False,
+    assignments: Mapping[str, str] | None = None,
     prune: Mapping[str, Iterable[date]] | None = None,
 ) -> int:
     """MERGE `source` into `table` on its merge keys; returns the rows inserted or updated.
 
     Insert-only by default: a key already present keeps its row (first written wins). With
-    `update`, matched rows are replaced. `prune` restricts the target side to the given values
-    of partition columns; every source row must fall inside them, or it would be inserted again
-    on a re-run.
+    `update`, matched rows are replaced; `assignments` then sets those columns with SQL over
+    `t` (the row there) and `s` (the new one) instead, the others still taken from `s`.
+    `prune` restricts the target side to the given values of partition columns; every source
+    row must fall inside them, or it would be inserted again on a re-run.
     """
     ensure_created(spark, settings, table)
     view = f"tlake_merge_source_{table.sql_name}"
@@ -95,7 +97,13 @@ def merge(
         if not literals:  # `in ()` would match nothing and insert every row again
             raise ValueError(f"prune on {column!r} needs at least one value")
         on.append(f"t.{column} in ({literals})")
-    matched = " when matched then update set *" if update else ""
+    matched = ""
+    if update:
+        assigned = {c: f"s.{c}" for c in table.column_names if c not in table.merge_keys}
+        assigned |= dict(assignments or {})
+        matched = " when matched then update set " + ", ".join(
+            f"t.{c} = {e}" for c, e in assigned.items()
+        )
     statement = (
         f"merge into delta.`{table_uri(settings, table)}` as t using {view} as s"
         f" on {' and '.join(on)}{matched} when not matched then insert *"

@@ -174,7 +174,8 @@ def silver(settings: Settings, run_id: str) -> StageResult:
 
 
 def gold(settings: Settings, run_id: str) -> StageResult:
-    """The device hours the run's events touch -> gold.device_hourly and PostgreSQL."""
+    """The keys the run's events touch -> every gold table (spark_jobs.gold.GOLD_JOBS) and its
+    PostgreSQL mirror."""
     with _opened(settings) as run:
         return _gold(run, run_id)
 
@@ -292,11 +293,15 @@ def _silver(run: _Run, run_id: str) -> StageResult:
 
 
 def _gold(run: _Run, run_id: str) -> StageResult:
-    from spark_jobs.gold import device_hourly
+    from spark_jobs.gold import GOLD_JOBS
+    from spark_jobs.gold.common import NOTHING, of_run
 
     def work(objects: list[ClaimedObject]) -> _Counts:
-        c = device_hourly.load(run.spark, run.settings, _keys(objects))
-        return _Counts(c.events, c.keys)
+        touched = of_run(run.spark, run.settings, _keys(objects))
+        total = NOTHING
+        for job in GOLD_JOBS:  # each skips at once when the run has none of its events
+            total += job(run.spark, run.settings, touched)
+        return _Counts(total.events, total.keys)
 
     return _staged(run, run_id, "gold", work)
 

@@ -159,11 +159,14 @@ def flatten_source(silver_rows: DataFrame, source: Source) -> DataFrame:
     from pyspark.sql import functions as F
 
     section = F.from_json(F.col("details_json"), source.section_ddl)
+    common = [c.name for c in source.table.columns if c not in source.section_columns]
     rows = silver_rows.where(F.col("schema_version").startswith(f"{source.family}/")).select(
-        "*", section.alias("section")
+        *common, section.alias("section")
     )
     return lake.conform(
-        rows.select("*", *(F.col("section")[c.name].alias(c.name) for c in source.section_columns)),
+        rows.select(
+            *common, *(F.col("section")[c.name].alias(c.name) for c in source.section_columns)
+        ),
         source.table,
     )
 

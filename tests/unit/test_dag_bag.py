@@ -45,12 +45,20 @@ def test_both_dags_are_found_in_the_dags_folder(report: DagBagReport) -> None:
 
 
 def test_stages_run_in_order_after_reconcile_and_claim(pipeline_dag: dict[str, Any]) -> None:
-    assert pipeline_dag["tasks"] == ["reconcile", "claim", *STAGES, "release"]
+    assert sorted(pipeline_dag["tasks"]) == sorted(
+        ["reconcile", "claim", *STAGES, "monitor", "release"]
+    )
     upstream = pipeline_dag["upstream"]
     assert upstream["reconcile"] == []
     assert upstream["claim"] == ["reconcile"]
     for before, stage in zip(["claim", *STAGES[:-1]], STAGES, strict=True):
         assert upstream[stage] == sorted({"claim", before}), stage
+
+
+def test_the_monitor_follows_finish_and_never_retries(pipeline_dag: dict[str, Any]) -> None:
+    assert pipeline_dag["upstream"]["monitor"] == ["finish"]
+    assert pipeline_dag["trigger_rules"]["monitor"] == "all_success"
+    assert pipeline_dag["retries"]["monitor"] == 0
 
 
 def test_release_follows_every_stage_and_runs_only_when_one_failed(
@@ -59,7 +67,7 @@ def test_release_follows_every_stage_and_runs_only_when_one_failed(
     assert pipeline_dag["upstream"]["release"] == sorted(STAGES)
     rules = pipeline_dag["trigger_rules"]
     assert rules == {
-        **{t: "all_success" for t in ["reconcile", *STAGES]},
+        **{t: "all_success" for t in ["reconcile", *STAGES, "monitor"]},
         "claim": "all_done",  # a failed reconcile alerts but does not hold back the run
         "release": "one_failed",
     }
@@ -77,7 +85,7 @@ def test_tasks_retry_with_exponential_backoff_and_alert_when_they_give_up(
     pipeline_dag: dict[str, Any],
 ) -> None:
     tasks = pipeline_dag["tasks"]
-    assert pipeline_dag["retries"] == {**dict.fromkeys(tasks, 2), "release": 3}
+    assert pipeline_dag["retries"] == {**dict.fromkeys(tasks, 2), "release": 3, "monitor": 0}
     assert pipeline_dag["retry_delay_s"] == dict.fromkeys(tasks, 30.0)
     assert all(pipeline_dag["retry_exponential_backoff"].values())
     assert all(pipeline_dag["on_failure_callback"].values())

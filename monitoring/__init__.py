@@ -1,0 +1,1 @@
+"""Monitors over the analytics tables: checks that raise alerts, never break ingestion."""
