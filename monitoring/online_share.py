@@ -78,17 +78,19 @@ def evaluate(
     return Verdict(ts, latest, baseline, drop, threshold, history, breached=drop > threshold)
 
 
-def check(settings: Settings) -> Verdict | None:
-    """Evaluate the latest snapshot, record the verdict and, when breached, one alert."""
+def check(settings: Settings, *, at: datetime | None = None) -> Verdict | None:
+    """Evaluate the latest snapshot (or the latest at or before `at`), record the verdict and,
+    when breached, one alert."""
     history = settings.monitor_history
     threshold = settings.monitor_drop_threshold
     with psycopg.connect(settings.database_url, connect_timeout=5, row_factory=dict_row) as conn:
         rows = conn.execute(
             """
             select ts, online_share from analytics.fleet_online
-            where online_share is not null order by ts desc limit %s
+            where online_share is not null and (%(at)s::timestamptz is null or ts <= %(at)s)
+            order by ts desc limit %(n)s
             """,
-            (history + 1,),
+            {"at": at, "n": history + 1},
         ).fetchall()
         verdict = evaluate(
             [(r["ts"], float(r["online_share"])) for r in rows],
