@@ -127,6 +127,11 @@ SILVER_DEVICE_EVENTS = Table(
             "The source's own section (fleet, store, reading, stream) as JSON; null for mobile",
         ),
         Column(
+            "rescued_json",
+            "string",
+            "Fields the schema does not know yet (a newer client's), kept as JSON, never lost",
+        ),
+        Column(
             "device_occurred_at",
             "timestamp",
             "occurred_at as the device's clock said it (differs when clock_skew_corrected)",

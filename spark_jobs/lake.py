@@ -51,18 +51,26 @@ def ensure_created(spark: SparkSession, settings: Settings, table: Table) -> Dat
 
     An existing table is not declared again: Sail 0.7.2 reads a date partition column of an
     existing table back as a string and refuses `create table ... (columns)` over it, which
-    would fail every run after the first.
+    would fail every run after the first. An existing table that lacks declared columns gains
+    them (schema evolution, `maintenance.add_columns`): a new optional column appears without
+    rewriting a file, and rows written before it read null.
     """
     from pyspark.errors import AnalysisException
 
     uri = table_uri(settings, table)
     try:
         df = spark.read.format("delta").load(uri)
-        df.schema  # noqa: B018 - resolving the schema is what proves the table exists
-        return df
+        present = set(df.columns)  # resolving the schema is what proves the table exists
     except AnalysisException:
         with commit_lock(settings, uri):  # a concurrent run may be creating it too
             ensure_table(spark, settings, table)
+        return spark.read.format("delta").load(uri)
+    if set(table.column_names) <= present:
+        return df
+    from spark_jobs.maintenance import add_columns
+
+    with commit_lock(settings, uri):  # schema evolution: declared columns the table lacks
+        add_columns(settings, table, table.columns)
     return spark.read.format("delta").load(uri)
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from lake_config.registry import commit_lock
 from lake_config.settings import Settings
 from lake_config.storage import delta_storage_options, lake_uri
-from lake_config.tables import TABLES, Table, table
+from lake_config.tables import TABLES, Column, Table, table
 from spark_jobs.errors import MaintenanceError
 
 if TYPE_CHECKING:
@@ -150,6 +150,50 @@ def history(settings: Settings, t: Table, *, limit: int = 20) -> list[Commit]:
         )
         for e in entries
     ]
+
+
+# Spark SQL types of the declarations -> Delta primitive type names.
+_DELTA_TYPES = {
+    "string": "string",
+    "int": "integer",
+    "bigint": "long",
+    "double": "double",
+    "boolean": "boolean",
+    "timestamp": "timestamp",
+    "date": "date",
+}
+
+
+def add_columns(settings: Settings, t: Table, columns: Sequence[Column]) -> list[str]:
+    """Schema evolution: add declared `columns` the Delta table lacks, as one metadata-only
+    commit (no data file is rewritten; existing rows read null). Returns the names added.
+
+    Through delta-rs because Sail 0.7.2 supports neither ALTER TABLE ADD COLUMNS nor
+    `mergeSchema` on MERGE (an append with mergeSchema leaves the schema as it was, and a MERGE
+    then drops the new columns silently). A column declared NOT NULL cannot be added to a table
+    holding rows, so it is refused. Callers hold the table's commit lock.
+    """
+    from deltalake.schema import Field, PrimitiveType
+
+    dt = _open(settings, t)
+    if dt is None or not columns:
+        return []
+    present = {f.name for f in dt.schema().fields}
+    missing = [c for c in columns if c.name not in present]
+    if not missing:
+        return []
+    required = [c.name for c in missing if not c.nullable]
+    if required:
+        raise MaintenanceError(
+            f"{t.name}: new columns {required} are declared NOT NULL; a column added to a table "
+            "with rows must be nullable"
+        )
+    unknown = [c.type for c in missing if c.type not in _DELTA_TYPES]
+    if unknown:
+        raise MaintenanceError(f"{t.name}: cannot add columns of types {unknown}")
+    fields = [Field(c.name, PrimitiveType(_DELTA_TYPES[c.type]), nullable=True) for c in missing]
+    _delta_call(t, "adding columns", lambda: dt.alter.add_columns(fields))
+    return [c.name for c in missing]
 
 
 def _spark_uri(settings: Settings, t: Table) -> str:

@@ -43,6 +43,29 @@ PAYLOAD_DDL = (
     "attributes string"
 )
 
+# What PAYLOAD_DDL (and the source sections kept in details_json) reads; anything else a
+# payload carries is kept in rescued_json. Checked against PAYLOAD_DDL by the unit tests.
+KNOWN_FIELDS = (
+    "event_id",
+    "device_id",
+    "event_type",
+    "occurred_at",
+    "app",
+    "device",
+    "battery",
+    "network",
+    "session",
+    "attributes",
+    *(source.section for source in SOURCES),
+)
+KNOWN_SECTION_FIELDS = {
+    "app": ("name", "version"),
+    "device": ("os", "os_version", "model", "manufacturer"),
+    "battery": ("level_pct", "charging", "temperature_c"),
+    "network": ("type", "ip", "ssid", "carrier", "signal_dbm"),
+    "session": ("session_id", "duration_ms"),
+}
+
 CRITICAL_BATTERY_PCT = 10.0
 LOW_BATTERY_PCT = 20.0
 DEFAULT_CLOCK_SKEW_THRESHOLD_S = 60.0  # Settings.clock_skew_threshold_s
@@ -118,6 +141,7 @@ def classify(
         ev["session"]["duration_ms"].alias("session_duration_ms"),
         ev["attributes"].alias("attributes_json"),
         _details_json(F.col("schema_version"), F.col("payload")).alias("details_json"),
+        _rescued_json(F.col("payload")).alias("rescued_json"),
         F.when(F.col("is_object"), F.col("payload")).alias("object_payload"),
     ).drop("ev")
     skew_ms = F.unix_millis(F.col("received_at")) - F.unix_millis(F.col("sent_at"))
@@ -152,6 +176,24 @@ def _details_json(schema_version: Column, payload: Column) -> Column:
             F.get_json_object(payload, f"$.{source.section}"),
         ).otherwise(details)
     return details
+
+
+def _rescued_json(payload: Column) -> Column:
+    """Fields of the payload silver does not read yet, so a field a newer schema version added
+    is never lost before silver learns it: `{"event": {...}, "<section>": {...}}` holding the
+    unknown keys of the event and of each mobile section (values as JSON text), or null."""
+    from pyspark.sql import functions as F
+
+    def unknown_keys(entries: Column, known: Sequence[str]) -> Column:
+        return F.map_filter(entries, lambda k, _: ~k.isin(*known))
+
+    fields = F.from_json(payload, "map<string,string>")
+    parts = {"event": unknown_keys(fields, KNOWN_FIELDS)}
+    for section, names in KNOWN_SECTION_FIELDS.items():
+        parts[section] = unknown_keys(F.from_json(fields[section], "map<string,string>"), names)
+    unknown = sum((F.coalesce(F.size(m), F.lit(0)) for m in parts.values()), F.lit(0))
+    rescued = F.struct(*(F.when(F.size(m) > 0, m).alias(name) for name, m in parts.items()))
+    return F.when(unknown > 0, F.to_json(rescued))
 
 
 def flatten_source(silver_rows: DataFrame, source: Source) -> DataFrame:

@@ -114,6 +114,7 @@ def test_a_full_event_is_flattened_typed_and_enriched(spark: SparkSession) -> No
                 '{"screen":"home","retries":2,"beta":true}',
                 1500,
                 None,
+                None,
                 occurred,
                 False,
             )
@@ -238,3 +239,38 @@ def test_quality_rules_quarantine_each_broken_rule_by_name(spark: SparkSession) 
     assertDataFrameEqual(got, expected)
     payloads = {r["record_key"]: r["payload"] for r in quarantine.collect()}
     assert payloads["k:6"] == "[1, 2]", "the rejected record is kept as it was"
+
+
+def test_fields_the_schema_does_not_know_yet_are_rescued_not_lost(spark: SparkSession) -> None:
+    newer = _event(
+        app={"name": "shop", "build": 812},  # `build` is new in the section
+        locale="pt-BR",  # a new top-level field
+        consent={"ads": False},  # a new section
+    )
+    rows, quarantine = _silver(
+        spark,
+        _bronze(spark, (newer, "k1", 0, RECEIVED), (_event(event_id="e2"), "k1", 1, RECEIVED)),
+    )
+
+    by_id = {r["event_id"]: r for r in rows.collect()}
+    assert by_id["e2"]["rescued_json"] is None
+    assert json.loads(by_id["e1"]["rescued_json"]) == {
+        "event": {"locale": "pt-BR", "consent": '{"ads":false}'},
+        "app": {"build": "812"},
+    }
+    assert by_id["e1"]["app_name"] == "shop"
+    assert quarantine.count() == 0
+
+
+def test_the_rescue_lists_match_what_silver_parses(spark: SparkSession) -> None:
+    from pyspark.sql.types import StructType, _parse_datatype_string
+
+    parsed = _parse_datatype_string(device_events.PAYLOAD_DDL)
+    assert isinstance(parsed, StructType)
+    sections = {f.name: f.dataType for f in parsed.fields if isinstance(f.dataType, StructType)}
+    assert {
+        name: tuple(f.name for f in t.fields) for name, t in sections.items()
+    } == device_events.KNOWN_SECTION_FIELDS
+    top = {f.name for f in parsed.fields}
+    assert top <= set(device_events.KNOWN_FIELDS)
+    assert set(device_events.KNOWN_FIELDS) - top == {"fleet", "store", "reading", "stream"}
