@@ -2,14 +2,19 @@
 
 Each message is one event (a JSON object) or an envelope (`{"sent_at", "events": [...]}`, as
 `POST /v1/events` takes). Messages are gathered into micro-batches, flushed every
-`flush_events` messages (never more) or `flush_seconds` after the first one, and each source's
-share of a flush is validated with `ingest_api.batches.validate_events` (tokenizing
-`network.ip` / `ssid`) and landed with `ingest_api.landing.land`: one raw object, quarantine
-object and registry transaction, exactly as the API does. Only then are the messages
+`flush_events` messages (never more) or `flush_seconds` after the first one, and each share of
+a flush with one source and one schema version is validated with
+`ingest_api.batches.validate_events` (tokenizing the sensitive fields) and landed with
+`ingest_api.landing.land`: one raw object, quarantine object and registry transaction, exactly
+as the API does. Only then are the messages
 acknowledged (QoS 1 PUBACK, paho's manual acks): a bridge that dies before landing leaves them
 unacknowledged, and the broker delivers them again to the next session with the same client id
 (a persistent session, `clean_session=False`). A redelivered event lands twice at most; silver
 keeps one per event_id.
+
+Schema version: an envelope's `schema_version` (any the API supports; `mobile/1` when absent, as
+over HTTP); a bare event is `mobile/1`. Other sources publish envelopes (the iot-temperature
+simulator publishes one-event `iot/1` envelopes).
 
 Source: `--source` when given, else the topic level the subscription's first wildcard matched
 (`telemetry/#` and `telemetry/mobile/dev-1` give `mobile`), else the topic's last level. A source
@@ -20,7 +25,9 @@ An invalid message is quarantined, never dropped: bad JSON, a JSON value that is
 nor an envelope, or an envelope the API would refuse, each becomes one quarantine row with its
 reasons. The payload of a message that is not JSON is not kept (it could hold a raw IP address
 that cannot be found to tokenize); a JSON one is kept tokenized. Raw lines have `sent_at` null:
-a micro-batch spans many messages.
+a micro-batch spans many messages. So no clock skew is corrected, and an event whose
+occurred_at lies more than `max_future_s` after the flush's `received_at` is quarantined, by
+the API's own rule (`ingest_api.clock`).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from uuid import uuid4
 import orjson
 
 from ingest_api.batches import Origin, ValidatedBatch, parse_envelope, validate_events
+from ingest_api.clock import DeviceClock
 from ingest_api.errors import IngestError, ServiceUnavailableError
 from ingest_api.landing import Landing, land
 from ingest_api.schemas import DEFAULT_SCHEMA_VERSION, SCHEMAS
@@ -52,11 +60,13 @@ _SOURCE = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 
 @dataclass(frozen=True)
 class Item:
-    """One event to validate, or (with `reasons`) one message rejected before validation."""
+    """One event to validate with `schema_version`'s schema, or (with `reasons`) one message
+    rejected before validation."""
 
     event: Any
     payload: Any
     reasons: list[dict[str, str]] = field(default_factory=list)
+    schema_version: str = DEFAULT_SCHEMA_VERSION
 
 
 @dataclass(frozen=True)
@@ -124,10 +134,7 @@ def items(payload: bytes, *, max_events: int, topic_reason: str | None = None) -
         except IngestError as exc:
             reasons = exc.details.get("errors") or [{"field": "message", "message": exc.message}]
             return [Item(doc, doc, list(reasons))]
-        if schema.version != DEFAULT_SCHEMA_VERSION:  # one schema per micro-batch, for now
-            reason = {"field": "schema_version", "message": "the MQTT bridge takes mobile/1 only"}
-            return [Item(doc, doc, [reason])]
-        return [Item(event, event) for event in envelope["events"]]
+        return [Item(e, e, schema_version=schema.version) for e in envelope["events"]]
     if not isinstance(doc, dict):
         reason = {"field": "message", "message": "must be a JSON object: an event or an envelope"}
         return [Item(doc, doc, [reason])]
@@ -135,10 +142,17 @@ def items(payload: bytes, *, max_events: int, topic_reason: str | None = None) -
 
 
 def validate_items(
-    batch_items: Sequence[Item], tokenizer: Tokenizer, *, max_event_bytes: int
+    batch_items: Sequence[Item],
+    tokenizer: Tokenizer,
+    *,
+    max_event_bytes: int,
+    clock: DeviceClock | None = None,
+    schema_version: str = DEFAULT_SCHEMA_VERSION,
 ) -> ValidatedBatch:
-    """Validate one source's items as one batch, as the API validates a request's events."""
-    schema = SCHEMAS[DEFAULT_SCHEMA_VERSION]
+    """Validate one source's items of one schema version as one batch, as the API validates a
+    request's events (with `clock`, also its bound on future events; there is no sent_at, so
+    no skew)."""
+    schema = SCHEMAS[schema_version]
     envelope = {
         "sent_at": None,
         "schema_version": schema.version,
@@ -150,7 +164,7 @@ def validate_items(
         sensitive_fields=schema.sensitive_fields,
     )
     return validate_events(
-        envelope, schema, tokenizer, max_event_bytes=max_event_bytes, origin=origin
+        envelope, schema, tokenizer, max_event_bytes=max_event_bytes, origin=origin, clock=clock
     )
 
 
@@ -262,18 +276,17 @@ class Bridge:
         )
         self._first_at = time.monotonic() if self._buffer else None
         received_at = datetime.now(UTC)
-        by_source: dict[str, list[Item]] = {}
+        by_source: dict[tuple[str, str], list[Item]] = {}
         for m in messages:
             source, topic_reason = source_of(m.topic, self.topic, self.source)
-            by_source.setdefault(source, []).extend(
-                items(
-                    m.payload,
-                    max_events=self.settings.max_events_per_batch,
-                    topic_reason=topic_reason,
-                )
-            )
-        for source, batch_items in by_source.items():
-            landing = self._land(source, batch_items, received_at)
+            for item in items(
+                m.payload,
+                max_events=self.settings.max_events_per_batch,
+                topic_reason=topic_reason,
+            ):
+                by_source.setdefault((source, item.schema_version), []).append(item)
+        for (source, version), batch_items in by_source.items():
+            landing = self._land(source, version, batch_items, received_at)
             self.result.accepted += landing.accepted
             self.result.rejected += landing.rejected
             if landing.object_key:
@@ -287,9 +300,15 @@ class Bridge:
             f"{self.result.rejected} quarantined so far"
         )
 
-    def _land(self, source: str, batch_items: list[Item], received_at: datetime) -> Landing:
+    def _land(
+        self, source: str, version: str, batch_items: list[Item], received_at: datetime
+    ) -> Landing:
         batch = validate_items(
-            batch_items, self.tokenizer, max_event_bytes=self.settings.max_event_bytes
+            batch_items,
+            self.tokenizer,
+            max_event_bytes=self.settings.max_event_bytes,
+            clock=DeviceClock.for_settings(self.settings, received_at),
+            schema_version=version,
         )
         try:
             return land(

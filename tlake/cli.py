@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,6 +16,7 @@ from rich.table import Table
 from lake_config.errors import LakeConfigError
 from lake_config.settings import get_settings
 from tlake.errors import TlakeError
+from tlake.simulators import Profile
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
@@ -138,6 +141,43 @@ def run(
     except (SparkJobError, LakeConfigError) as exc:
         _fail(exc)
     console.print(summary.render())
+    if summary.objects:
+        from monitoring.online_share import check_safely
+
+        verdict = check_safely(settings)  # never raises: the run itself succeeded
+        if verdict is not None:
+            console.print(f"  monitor {verdict.render()}")
+
+
+@app.command()
+def monitor(
+    at: Annotated[
+        datetime | None,
+        typer.Option(help="Judge the latest snapshot at or before this time (UTC) instead"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """The fleet online-share monitor: latest snapshot vs the rolling baseline; records an alert
+    when the drop passes the threshold (TLAKE_MONITOR_HISTORY, TLAKE_MONITOR_DROP_THRESHOLD).
+
+    Exits 0 whatever it finds (an alert is data, not a failure), 1 when it cannot run.
+    """
+    from monitoring.online_share import check
+
+    try:
+        verdict = check(get_settings(), at=at.replace(tzinfo=at.tzinfo or UTC) if at else None)
+    except Exception as exc:  # the monitor's errors are psycopg's and ours alike
+        err.print(f"[bold red]error:[/] monitor could not run: {type(exc).__name__}: {exc}")
+        raise typer.Exit(code=1) from None
+    if as_json:
+        row = dataclasses.asdict(verdict) if verdict else None
+        sys.stdout.write(json.dumps(row, indent=2, default=str) + "\n")
+        return
+    if verdict is None:
+        console.print("no fleet snapshots yet (analytics.fleet_online is empty)")
+        return
+    style = "bold red" if verdict.breached else "green"
+    console.print(f"[{style}]{verdict.render()}[/]")
 
 
 @files_app.command("list")
@@ -340,48 +380,78 @@ def airflow_standalone() -> None:
 
 @app.command()
 def simulate(
-    devices: Annotated[int, typer.Option(help="Number of devices")] = 20,
-    minutes: Annotated[int, typer.Option(help="Simulated minutes (accelerated clock)")] = 30,
+    profile: Annotated[Profile, typer.Option(help="What to simulate")] = Profile.MOBILE,
+    devices: Annotated[
+        int | None, typer.Option(help="mobile, atm-fleet: devices (20; 2000)")
+    ] = None,
+    minutes: Annotated[
+        int | None,
+        typer.Option(help="Simulated minutes, accelerated (mobile 30, atm-fleet 60, else 10)"),
+    ] = None,
+    hours: Annotated[int | None, typer.Option(help="store-traffic: counted hours (48)")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same events)")] = 7,
     bad_rate: Annotated[float, typer.Option(help="Share of events made invalid")] = 0.0,
+    resend_rate: Annotated[
+        float | None, typer.Option(help="Share of batches sent again as after a lost answer (0.02)")
+    ] = None,
+    outage_after_minutes: Annotated[
+        int | None, typer.Option(help="atm-fleet: a share of devices falls silent from then on")
+    ] = None,
+    outage_share: Annotated[
+        float | None, typer.Option(help="atm-fleet: share of devices the outage silences (0.4)")
+    ] = None,
+    streams: Annotated[int | None, typer.Option(help="stream: streams stream-1..N (2)")] = None,
+    sensors_file: Annotated[
+        Path | None, typer.Option(help="iot-temperature: sensors JSON (tlake/data/sensors.json)")
+    ] = None,
+    topic_prefix: Annotated[
+        str | None, typer.Option(help="iot-temperature: publish to <prefix>/iot/<sensor id>")
+    ] = None,
     api_key: Annotated[
         str | None, typer.Option(envvar="TLAKE_API_KEY", help="Write key (default: a new one)")
     ] = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight")] = 4,
 ) -> None:
-    """Post realistic mobile telemetry through the API with an accelerated clock."""
+    """Simulate a client profile on an accelerated clock: over the API, or MQTT for IoT."""
     import time
 
     from lake_config.registry import Registry
-    from tlake import simulate as sim
+    from tlake.simulators import profiles
 
     settings = get_settings()
-    if not 0.0 <= bad_rate <= 1.0:
-        _fail(ValueError("--bad-rate must be between 0 and 1"))
+    options = profiles.Options(
+        seed=seed,
+        bad_rate=bad_rate,
+        resend_rate=resend_rate,
+        devices=devices,
+        minutes=minutes,
+        hours=hours,
+        streams=streams,
+        outage_after_minutes=outage_after_minutes,
+        outage_share=outage_share,
+        sensors_file=sensors_file,
+        topic_prefix=topic_prefix,
+        snapshot_minutes=settings.fleet_snapshot_minutes,
+    )
     try:
-        if api_key is None:
+        profiles.check(profile, options)
+        source = profiles.SOURCES.get(profile)
+        if api_key is None and source is not None:
             with Registry(settings, max_size=1) as reg:
-                api_key = reg.create_key("mobile")
-            console.print("  (created a write key for source 'mobile')")
+                api_key = reg.create_key(source)
+            console.print(f"  (created a write key for source {source!r})")
         started = time.perf_counter()
-        result = sim.run(
-            settings.api_url,
-            api_key,
-            devices=devices,
-            minutes=minutes,
-            seed=seed,
-            bad_rate=bad_rate,
+        result = profiles.run(
+            profile,
+            options,
+            api_url=settings.api_url,
+            api_key=api_key,
+            mqtt_url=settings.mqtt_url,
             concurrency=concurrency,
         )
     except (TlakeError, LakeConfigError) as exc:
         _fail(exc)
-    took = time.perf_counter() - started
-    console.print(
-        f"  sent {result.events_sent} events in {result.batches} batches "
-        f"({result.resent_batches} re-sent) in {took:.1f}s "
-        f"({result.events_sent / took:,.0f} events/s): "
-        f"accepted {result.accepted}, rejected {result.rejected}, retries {result.retries}"
-    )
+    console.print(f"  {profile}: " + result.render(time.perf_counter() - started).lstrip())
 
 
 @app.command()
@@ -403,7 +473,7 @@ def report() -> None:
         f"hours {t.get('first_hour')} → {t.get('last_hour')}"
     )
     hours = Table("hour (UTC)", "devices", "events", "avg battery %", "wifi", "cellular")
-    for h in r.hours:
+    for h in r.hours[-12:]:  # the latest twelve hours
         hours.add_row(
             f"{h['hour_start']:%Y-%m-%d %H:00}",
             str(h["devices"]),
@@ -422,8 +492,26 @@ def report() -> None:
             str(d["min_battery_pct"]),
         )
     console.print(top)
+    for name, title in (
+        ("fleet", "fleet (000): inventory and online share"),
+        ("stores", "stores (001): visits per store, busiest first"),
+        ("iot", "IoT sensors (002): minute stats"),
+        ("stream", "stream (004): latest rolling averages"),
+    ):
+        _print_rows(title, r.sources[name])
     console.print("registry: " + ", ".join(f"{k}={v}" for k, v in r.registry.items()))
     console.print(f"quarantine (by component): {r.quarantine or 'empty'}")
+
+
+def _print_rows(title: str, rows: list[dict[str, object]]) -> None:
+    """A titled table of query rows, or one line saying there is nothing yet."""
+    if not rows:
+        console.print(f"{title}: no data yet")
+        return
+    table = Table(*rows[0], title=title)
+    for row in rows:
+        table.add_row(*("-" if v is None else str(v) for v in row.values()))
+    console.print(table)
 
 
 @app.command()
@@ -542,6 +630,33 @@ def quarantine_replay(
         console.print(result.render())
         for quarantine_id, why in result.not_replayable.items():
             console.print(f"  not replayable: {quarantine_id}: {why}")
+
+
+idempotency_app = typer.Typer(no_args_is_help=True, help="Idempotency-Key records of the API.")
+app.add_typer(idempotency_app, name="idempotency")
+
+
+@idempotency_app.command("prune")
+def idempotency_prune(
+    ttl_hours: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Delete records older than this (default: TLAKE_IDEMPOTENCY_TTL_HOURS)"
+        ),
+    ] = None,
+) -> None:
+    """Delete expired Idempotency-Key records; their keys may be used again."""
+    from ingest_api import idempotency
+    from lake_config.registry import Registry
+
+    settings = get_settings()
+    hours = ttl_hours or settings.idempotency_ttl_hours
+    try:
+        with Registry(settings, max_size=1) as reg:
+            deleted = idempotency.prune(reg, ttl_hours=hours)
+    except LakeConfigError as exc:
+        _fail(exc)
+    console.print(f"  {deleted} idempotency record(s) older than {hours} h deleted")
 
 
 @app.command("mqtt-bridge")

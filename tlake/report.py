@@ -15,6 +15,43 @@ class Report:
     hours: list[dict[str, Any]]
     registry: dict[str, int]
     quarantine: dict[str, int]
+    sources: dict[str, list[dict[str, Any]]]
+
+
+# One compact query per origin source (analytics tables of sql/migrations/0006_sources.sql).
+SOURCE_QUERIES: dict[str, str] = {
+    "fleet": """
+        select (select count(*) from analytics.fleet_devices) as inventory,
+               o.ts as latest_snapshot, o.online, round((100 * o.online_share)::numeric, 1)
+               as online_pct, round((100 * m.baseline_share)::numeric, 1) as baseline_pct,
+               m.breached,
+               (select count(*) from analytics.alerts where source = 'fleet-monitor') as alerts
+        from analytics.fleet_online o
+        left join analytics.fleet_monitor m using (ts)
+        order by o.ts desc limit 1
+    """,
+    "stores": """
+        select store, sum(visits) as visits, sum(readings_ok) as readings_ok,
+               sum(failed_readings) as failed_readings, sum(anomalies) as anomalies
+        from analytics.store_daily group by store order by visits desc, store
+    """,
+    "iot": """
+        select device_id as sensor, max(type) as type, max(unit) as unit,
+               sum(readings) as readings, count(*) as minutes,
+               round((sum(avg_value * readings) / sum(readings))::numeric, 2) as avg,
+               round(min(min_value)::numeric, 2) as min, round(max(max_value)::numeric, 2) as max,
+               sum(out_of_range) as out_of_range
+        from analytics.iot_sensor_minute group by device_id order by device_id
+    """,
+    "stream": """
+        select distinct on (device_id) device_id as stream, occurred_at as latest,
+               round(value::numeric, 2) as value,
+               round(rolling_avg_short::numeric, 2) as rolling_avg_short,
+               round(rolling_avg_long::numeric, 2) as rolling_avg_long,
+               count(*) over (partition by device_id) as messages
+        from analytics.stream_rolling order by device_id, occurred_at desc
+    """,
+}
 
 
 def build(registry: Registry, *, top: int = 5) -> Report:
@@ -69,7 +106,12 @@ def build(registry: Registry, *, top: int = 5) -> Report:
             select * from final order by hour_start
             """
         ).fetchall()
+        sources = {
+            name: [dict(r) for r in conn.execute(query).fetchall()]  # type: ignore[arg-type]
+            for name, query in SOURCE_QUERIES.items()
+        }
     return Report(
+        sources=sources,
         totals=dict(totals or {}),
         top_devices=[dict(r) for r in top_devices],
         hours=[dict(r) for r in hours],

@@ -6,29 +6,28 @@ minutes, a heartbeat every minute, network changes, rare crashes. The SDK buffer
 flushes a gzip batch every five simulated minutes or 100 events, retries with backoff on 429/503 and
 network errors, and — like real SDKs after a lost response — sometimes re-sends a batch it already
 delivered, so duplicates across batches are part of the traffic. `--seed` makes it reproducible.
+
+The HTTP client is `tlake.simulators.client`, shared with the other profiles (`tlake.simulators`).
+Unlike them, this SDK sends no `Idempotency-Key`, so its re-sends land and silver drops them. Its
+`sent_at` is the real clock when a batch is sent, as a device's would be: the accelerated window
+replays buffered events, and a simulated `sent_at` would look like a device clock hours off, which
+silver corrects (clock skew) by moving the events to their arrival time.
 """
 
 from __future__ import annotations
 
-import gzip
 import random
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import orjson
-from tenacity import (
-    retry,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
-from tlake.errors import SimulationError
+from tlake.simulators.client import Batch, Sender, SimulationResult, deliver, rfc3339
+
+__all__ = ["FLUSH_SIZE", "Sender", "SimulationResult", "batches", "make_devices", "run", "spoil"]
 
 MODELS = [
     ("Android", "14", "Pixel 8", "Google"),
@@ -58,17 +57,6 @@ class Device:
     session_started: datetime | None = None
     buffer: list[dict[str, Any]] = field(default_factory=list)
     last_flush: datetime | None = None
-
-
-@dataclass
-class SimulationResult:
-    batches: int = 0
-    events_sent: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    resent_batches: int = 0
-    retries: int = 0
-    statuses: dict[int, int] = field(default_factory=dict)
 
 
 def _network(rng: random.Random) -> dict[str, Any]:
@@ -222,56 +210,14 @@ def batches(
         dev.buffer.append(ev)
         dev.last_flush = dev.last_flush or at
         if len(dev.buffer) >= FLUSH_SIZE or at - dev.last_flush >= FLUSH_EVERY:
-            envelope = {"sent_at": _rfc3339(at), "events": dev.buffer}
+            envelope = {"sent_at": rfc3339(datetime.now(UTC)), "events": dev.buffer}
             yield envelope, False
             if rng.random() < resend_rate:
                 yield envelope, True
             dev.buffer, dev.last_flush = [], at
     for dev in fleet:
         if dev.buffer:
-            yield {"sent_at": _rfc3339(now), "events": dev.buffer}, False
-
-
-def _rfc3339(at: datetime) -> str:
-    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class _Retryable(Exception):
-    pass
-
-
-class Sender:
-    """Posts gzip envelopes, retrying 429/5xx and network errors with jittered backoff."""
-
-    def __init__(self, api_url: str, api_key: str, *, timeout_s: float = 30.0) -> None:
-        self._client = httpx.Client(
-            base_url=api_url,
-            headers={
-                "Authorization": f"Bearer {api_key}",
-                "Content-Encoding": "gzip",
-                "Content-Type": "application/json",
-            },
-            timeout=timeout_s,
-            limits=httpx.Limits(max_connections=16, max_keepalive_connections=16),
-        )
-        self.retries = 0
-
-    def close(self) -> None:
-        self._client.close()
-
-    @retry(
-        retry=retry_if_exception_type((_Retryable, httpx.TransportError)),
-        wait=wait_exponential_jitter(multiplier=0.2, max=5.0),
-        stop=stop_after_attempt(6),
-        reraise=True,
-    )
-    def post(self, envelope: dict[str, Any]) -> httpx.Response:
-        body = gzip.compress(orjson.dumps(envelope), compresslevel=5)
-        response = self._client.post("/v1/events", content=body)
-        if response.status_code in (429, 502, 503, 504):
-            self.retries += 1
-            raise _Retryable(f"HTTP {response.status_code}")
-        return response
+            yield {"sent_at": rfc3339(datetime.now(UTC)), "events": dev.buffer}, False
 
 
 def run(
@@ -282,37 +228,17 @@ def run(
     minutes: int,
     seed: int = 7,
     bad_rate: float = 0.0,
+    resend_rate: float = 0.02,
     concurrency: int = 4,
+    now: datetime | None = None,
 ) -> SimulationResult:
     """Simulate and post; raises SimulationError if the API refuses the key or keeps failing."""
-    result = SimulationResult()
-    sender = Sender(api_url, api_key)
-
-    def send(item: tuple[dict[str, Any], bool]) -> tuple[bool, int, int, httpx.Response]:
-        envelope, resent = item
-        return resent, len(envelope["events"]), 0, sender.post(envelope)
-
-    try:
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            stream = batches(devices, minutes, seed=seed, bad_rate=bad_rate)
-            for resent, n, _, response in pool.map(send, stream):
-                if response.status_code in (401, 403):
-                    raise SimulationError(f"API refused the key: {response.text[:200]}")
-                if response.status_code >= 500:
-                    raise SimulationError(f"API failed: {response.status_code}")
-                result.batches += 1
-                result.events_sent += n
-                result.resent_batches += int(resent)
-                result.statuses[response.status_code] = (
-                    result.statuses.get(response.status_code, 0) + 1
-                )
-                if response.status_code in (202, 422):
-                    body = response.json()
-                    result.accepted += int(body.get("accepted", 0))
-                    result.rejected += int(body.get("rejected", 0))
-    except (httpx.HTTPError, _Retryable) as exc:
-        raise SimulationError(f"could not deliver to {api_url}: {exc}") from exc
-    finally:
-        result.retries = sender.retries
-        sender.close()
-    return result
+    stream = batches(
+        devices, minutes, seed=seed, bad_rate=bad_rate, resend_rate=resend_rate, now=now
+    )
+    return deliver(
+        api_url,
+        api_key,
+        (Batch(envelope, resent=resent) for envelope, resent in stream),
+        concurrency=concurrency,
+    )

@@ -288,7 +288,8 @@ def load(
 
     if not object_keys:
         return SilverCounts(rows_in=0, written=0, duplicates=0, quarantined=0)
-    for table in (SILVER_DEVICE_EVENTS, QUARANTINE_EVENTS):  # readers may rely on them, even empty
+    # Readers (the read API, the catalog, the next stage) may rely on every table, even empty.
+    for table in (SILVER_DEVICE_EVENTS, QUARANTINE_EVENTS, *(s.table for s in SOURCES)):
         lake.ensure_created(spark, settings, table)
     bronze = read_run_rows(spark, settings, object_keys).withColumn("run_id", F.lit(run_id))
     classified = classify(bronze, expectations, settings.clock_skew_threshold_s)

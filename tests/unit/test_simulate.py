@@ -14,8 +14,21 @@ def _all(**kw: object) -> list[tuple[dict, bool]]:
     return list(simulate.batches(10, 30, seed=3, now=NOW, **kw))  # type: ignore[arg-type]
 
 
+def _events(out: list) -> list:
+    """The batches without sent_at, which is the real clock at sending time."""
+    return [(envelope["events"], resent) for envelope, resent in out]
+
+
 def test_same_seed_gives_same_events() -> None:
-    assert _all() == _all()
+    assert _events(_all()) == _events(_all())
+
+
+def test_sent_at_is_the_real_clock_so_silver_sees_no_clock_skew() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    for envelope, _ in _all():
+        sent = datetime.fromisoformat(envelope["sent_at"].replace("Z", "+00:00"))
+        assert abs(datetime.now(UTC) - sent) < timedelta(minutes=1)
 
 
 def test_other_seed_gives_other_events() -> None:
