@@ -33,9 +33,14 @@ down: ## Stop what `make up` started
 status: setup ## Health, endpoints and registry counts
 	$(BIN)/tlake status
 
-demo: setup ## The whole pipeline on the embedded stack: up, simulate, DAG once, report
+demo: setup ## The whole pipeline on the embedded stack: up, simulate every source, DAG once, report
 	$(BIN)/tlake up
-	$(BIN)/tlake simulate --devices $(DEMO_DEVICES) --minutes $(DEMO_MINUTES) --bad-rate 0.02
+	@# IoT first: it goes over MQTT, and the bridge lands it while the other sources post.
+	$(BIN)/tlake simulate --profile iot-temperature --minutes 2 --bad-rate 0.01
+	$(BIN)/tlake simulate --profile mobile --devices $(DEMO_DEVICES) --minutes $(DEMO_MINUTES) --bad-rate 0.02
+	$(BIN)/tlake simulate --profile atm-fleet --devices 1000 --minutes 60 --outage-after-minutes 45 --bad-rate 0.01
+	$(BIN)/tlake simulate --profile store-traffic --hours 24 --bad-rate 0.01
+	$(BIN)/tlake simulate --profile stream --minutes 5 --bad-rate 0.01
 	$(BIN)/tlake dag --once
 	$(BIN)/tlake report
 

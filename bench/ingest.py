@@ -132,7 +132,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tlake-bench-") as home:
         settings = stack.private_settings(Path(home), api_workers=args.workers)
         try:
-            stack.up(settings)
+            stack.up(settings, bridge=False)
             with Registry(settings, max_size=1) as reg:
                 key = reg.create_key("bench")
             bodies = sample_batches(50)

@@ -10,6 +10,7 @@ URL points at loopback and no PostgreSQL answers there, an embedded server from 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import shutil
@@ -276,6 +277,47 @@ def start_api(settings: Settings, timeout_s: float = 60.0) -> str:
     return "started"
 
 
+# --- MQTT bridge ------------------------------------------------------------------------------
+
+BRIDGE_TOPIC = "telemetry/#"
+
+
+def _broker(settings: Settings) -> tuple[str, int]:
+    parts = urlsplit(settings.mqtt_url)
+    return parts.hostname or "127.0.0.1", parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+
+def start_bridge(settings: Settings, timeout_s: float = 30.0) -> str:
+    """`tlake mqtt-bridge --topic telemetry/#` as a managed process, when a broker answers.
+
+    Without a broker the stack still comes up: MQTT is one source among several.
+    """
+    svc = Service(settings, "mqtt-bridge")
+    if svc.pid() is not None:
+        return "running"
+    host, port = _broker(settings)
+    if not _port_open(host, port):
+        return f"skipped: no MQTT broker at {host}:{port}"
+    # One persistent MQTT session per stack home: two stacks on one broker never share it.
+    client_id = (
+        "tlake-bridge-" + hashlib.sha256(str(settings.home.resolve()).encode()).hexdigest()[:8]
+    )
+    argv = [
+        sys.executable, "-m", "tlake.cli", "mqtt-bridge",
+        "--topic", BRIDGE_TOPIC, "--client-id", client_id,
+    ]  # fmt: skip
+    logged = svc.logfile.stat().st_size if svc.logfile.exists() else 0
+    svc.start(argv, settings.as_env(), cwd=Path(__file__).resolve().parent.parent)
+
+    def subscribed() -> bool:
+        with svc.logfile.open("rb") as log:
+            log.seek(logged)
+            return b"subscribed to" in log.read()
+
+    _wait(subscribed, "MQTT bridge", svc, timeout_s)
+    return "started"
+
+
 # --- private stacks (tests, benchmarks) ------------------------------------------------------
 
 
@@ -335,8 +377,11 @@ def prepare_database(settings: Settings) -> list[str]:
     return apply_migrations(settings)
 
 
-def up(settings: Settings, *, api: bool = True) -> dict[str, str]:
-    """Start every local component that is not running; returns component -> what happened."""
+def up(settings: Settings, *, api: bool = True, bridge: bool | None = None) -> dict[str, str]:
+    """Start every local component that is not running; returns component -> what happened.
+
+    The MQTT bridge comes up with the API unless `bridge` says otherwise.
+    """
     settings.home.mkdir(parents=True, exist_ok=True)
     result: dict[str, str] = {}
     if embedded_pg.needed(settings):
@@ -350,12 +395,16 @@ def up(settings: Settings, *, api: bool = True) -> dict[str, str]:
         result["spark"] = f"classic, master {settings.spark_master}"
     if api:
         result["api"] = start_api(settings)
+    if api if bridge is None else bridge:
+        result["mqtt-bridge"] = start_bridge(settings)
     return result
 
 
 def down(settings: Settings) -> dict[str, bool]:
     """Stop what `up` started (API first, storage last); component -> whether it was running."""
-    result = {name: Service(settings, name).stop() for name in ("api", "sail", "seaweedfs")}
+    result = {
+        name: Service(settings, name).stop() for name in ("mqtt-bridge", "api", "sail", "seaweedfs")
+    }
     result["postgres-server"] = embedded_pg.stop(settings)  # last: the others are its clients
     return result
 
@@ -384,4 +433,7 @@ def health(settings: Settings) -> list[Health]:
         checks.append(Health("spark", True, settings.spark_master, "classic JVM session"))
     api_ok = _api_healthy(settings)
     checks.append(Health("api", api_ok, settings.api_url, "" if api_ok else "no answer"))
+    bridge_ok = Service(settings, "mqtt-bridge").pid() is not None
+    where = f"{settings.mqtt_url} {BRIDGE_TOPIC}"
+    checks.append(Health("mqtt-bridge", bridge_ok, where, "" if bridge_ok else "not running"))
     return checks

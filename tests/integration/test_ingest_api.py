@@ -383,7 +383,7 @@ def test_unknown_schema_version_is_400(client: httpx.Client) -> None:
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "unsupported_schema_version"
-    assert error["supported"] == ["mobile/1"]
+    assert error["supported"] == ["fleet/1", "iot/1", "mobile/1", "store/1", "stream/1"]
 
 
 def test_corrupt_gzip_is_400(client: httpx.Client) -> None:
@@ -522,7 +522,7 @@ def test_readyz_names_the_failed_dependency(settings: Settings, registry: Regist
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     assert response.json()["checks"] == {"storage": "unavailable", "registry": "ok"}
-    assert response.json()["error"]["message"] == "unavailable: storage"
+    assert response.json()["error"] == {"code": "not_ready", "message": "unavailable: storage"}
 
 
 # --- probes and docs ----------------------------------------------------------------------------

@@ -35,3 +35,13 @@ def test_bucket_accepts_conditional_put(store: ObjectStore) -> None:
 
 def test_registry_counts_every_status(registry: Registry) -> None:
     assert set(registry.counts()) == {"pending", "processing", "processed", "failed"}
+
+
+def test_the_mqtt_bridge_runs_under_the_stack_and_stops(settings: Settings) -> None:
+    assert stack.start_bridge(settings) == "started"  # Mosquitto runs on this machine
+    try:
+        assert stack.start_bridge(settings) == "running"
+        assert {h.name: h for h in stack.health(settings)}["mqtt-bridge"].ok
+    finally:
+        assert stack.Service(settings, "mqtt-bridge").stop() is True
+    assert not {h.name: h for h in stack.health(settings)}["mqtt-bridge"].ok

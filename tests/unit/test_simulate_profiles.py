@@ -411,3 +411,17 @@ def test_the_client_names_a_refused_key() -> None:
     transport = httpx.MockTransport(lambda _r: httpx.Response(401, text="invalid_api_key"))
     with pytest.raises(SimulationError, match=r"API refused the key: invalid_api_key"):
         deliver("http://api", "key", [Batch({"events": [1]})], transport=transport)
+
+
+def test_profiles_with_the_same_seed_never_share_an_event_id() -> None:
+    """Silver deduplicates on event_id across sources: a shared seed must not mean shared ids."""
+    from datetime import UTC, datetime
+
+    from tlake.simulators import iot, stream
+
+    now = datetime(2024, 5, 1, 12, tzinfo=UTC)
+    streamed = {e["event_id"] for b in stream.flushes(2, 2, seed=7, now=now) for e in b}
+    sensors = iot.load_sensors()
+    readings = {e["event_id"] for e in iot.readings(sensors, 2, seed=7, now=now)}
+    assert len(streamed) == 240 and readings
+    assert not streamed & readings

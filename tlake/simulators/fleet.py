@@ -165,7 +165,7 @@ def flushes(
     now: datetime | None = None,
 ) -> Iterator[list[Event]]:
     """The inventory, then one list of reports per snapshot window, each in time order."""
-    rng = random.Random(seed)
+    rng = random.Random(f"atm-fleet:{seed}")  # per profile: no id shared across profiles
     fleet = make_fleet(devices, rng)
     start, snapshots = window(minutes, snapshot_minutes, now or datetime.now(UTC))
     step_s = snapshot_minutes * 60

@@ -95,7 +95,7 @@ def readings(
     sensors: Sequence[SensorSpec], seconds: int, *, seed: int, now: datetime | None = None
 ) -> Iterator[Event]:
     """One reading per sensor and second over the `seconds` before `now`, in time order."""
-    rng = random.Random(seed)
+    rng = random.Random(f"iot-temperature:{seed}")  # per profile: no id shared across profiles
     end = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     start = end - timedelta(seconds=seconds)
     values = [lo + (hi - lo) * rng.uniform(0.3, 0.7) for lo, hi in (s["range"] for s in sensors)]

@@ -34,7 +34,7 @@ def flushes(
 ) -> Iterator[list[Event]]:
     """Each stream's buffer whenever it holds `flush_size` values, then what is left; a flush
     holds one stream's values in time order."""
-    rng = random.Random(seed)
+    rng = random.Random(f"stream:{seed}")  # per profile: no id shared across profiles
     end = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     start = end - timedelta(minutes=minutes)
     names = stream_names(streams)
