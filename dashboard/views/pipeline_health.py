@@ -32,6 +32,8 @@ def _raw_objects() -> None:
     oldest = "none" if int(pending["pending_objects"]) == 0 else age(pending["oldest_age_s"])
     cols[-1].metric("Oldest pending", oldest)
     table(by_status)
+    st.caption("By source:")
+    table(queries.read(queries.RAW_OBJECTS_BY_SOURCE))
 
 
 def _runs() -> None:
@@ -44,7 +46,7 @@ def _runs() -> None:
 
 
 def _quarantine() -> None:
-    st.subheader("Quarantine by reason field")
+    st.subheader("Quarantine by reason")
     totals = queries.read(queries.QUARANTINE_TOTALS).iloc[0]
     if int(totals["events"]) == 0:
         st.info("Nothing quarantined: every event so far passed validation.")
@@ -52,7 +54,13 @@ def _quarantine() -> None:
     st.caption(
         f"{count(totals['events'])} quarantined events, {count(totals['replayed'])} replayed."
     )
-    table(queries.read(queries.QUARANTINE_BY_FIELD))
+    left, right = st.columns(2)
+    with left:
+        st.caption("By reason field (an event can fail on several):")
+        table(queries.read(queries.QUARANTINE_BY_FIELD))
+    with right:
+        st.caption("By source and rejecting component:")
+        table(queries.read(queries.QUARANTINE_BY_SOURCE))
 
 
 def _data_quality() -> None:
@@ -75,11 +83,11 @@ def _alerts() -> None:
     if not queries.alerts_exist():
         st.info(
             "`analytics.alerts` does not exist yet: apply the latest migrations "
-            "(`make up`) to record the alerts of failed DAG tasks."
+            "(`make up`) to record alerts (failed DAG tasks, the fleet monitor)."
         )
         return
     alerts = queries.read(queries.RECENT_DAG_ALERTS, {"limit": queries.RECENT_ALERTS})
     if alerts.empty:
-        st.info("No alerts: no DAG task has failed for good.")
+        st.info("No alerts: no DAG task has failed for good and the fleet monitor is quiet.")
         return
     table(alerts)

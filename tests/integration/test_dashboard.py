@@ -345,7 +345,7 @@ def test_pipeline_health_page_shows_the_registry(
         [
             "Raw objects by status",
             "Recent pipeline runs",
-            "Quarantine by reason field",
+            "Quarantine by reason",
             "Data quality",
             "battery_pct_in_range",
             "manual__dash",
@@ -368,7 +368,14 @@ def test_pipeline_health_page_shows_the_registry(
     assert "battery_pct_in_range\nvalidity\nquarantine\n70\n2\n2.9\n" in text
     assert "3 quarantined events, 0 replayed." in text
     assert "battery_pct\n2\n2\ndevice_id\n1\n1\ntimestamp\n1\n1" in text
-    assert "critical\ntelemetry_lake\nbronze\n3\nmanual__dash\nRegistryError: registry" in text
+    assert (
+        "critical\nairflow\ntelemetry_lake\nbronze\n3\nmanual__dash\nRegistryError: registry"
+        in text
+    )
+    # By source: pending, processing, processed, failed, events.
+    assert "mobile\n2\n0\n4\n1\n70\n" in text
+    # Quarantine by source and component: events, replayed.
+    assert "mobile\ningest_api\n3\n0\n" in text
 
 
 def test_empty_database_gets_hints_not_errors(
@@ -378,7 +385,7 @@ def test_empty_database_gets_hints_not_errors(
         # As before the data-quality migration: the page must say so rather than fail.
         with psycopg.connect(cfg.database_url, autocommit=True) as conn:
             conn.execute("drop table analytics.dq_results")
-            conn.execute("drop table analytics.alerts")
+            conn.execute("drop table analytics.alerts cascade")  # and fleet_monitor's key
         with dashboard(cfg, "empty") as url:
             text = show(browser, f"{url}/", [NO_DATA], "empty_devices")
             assert f"{NO_DATA} to fill analytics.device_hourly." in text

@@ -25,7 +25,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 ONE_SHOT = {"init"}
 # Services whose processes read lake_config.settings.
-TLAKE_SERVICES = {"init", "api", "airflow"}
+TLAKE_SERVICES = {"init", "api", "airflow", "dashboard", "mqtt-bridge"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY")
 REFERENCE = re.compile(r"^\$\{(?P<var>[A-Z0-9_]+)(?P<op>:\?|:-)?[^}]*\}$")
 URL_PASSWORD = re.compile(r"://[^/:@]+:(?P<password>[^@]+)@")
@@ -220,3 +220,61 @@ def test_settings_refuse_the_env_example_placeholders(
         monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match=r"secrets \[.+\] refused"):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_dashboard_service_runs_streamlit_from_the_api_image(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    dashboard = services["dashboard"]
+    assert dashboard["image"] == services["api"]["image"]
+    assert dashboard["build"] == services["api"]["build"]
+    assert dashboard["command"][:3] == ["streamlit", "run", "dashboard/app.py"]
+    assert (ROOT / "dashboard" / "app.py").is_file()
+    assert "--server.port=8501" in dashboard["command"]
+    assert "/_stcore/health" in " ".join(dashboard["healthcheck"]["test"])
+    assert set(dashboard["depends_on"]) == {"postgres", "init"}
+    assert dashboard["environment"]["TLAKE_DATABASE_URL"].startswith("postgresql://")
+    # No login of its own: published on the host's loopback only.
+    assert dashboard["ports"] == ["127.0.0.1:8501:8501"]
+
+
+def test_mqtt_broker_uses_the_mounted_config(compose: dict[str, Any]) -> None:
+    mqtt = compose["services"]["mqtt"]
+    image, _, tag = mqtt["image"].partition(":")
+    assert image == "eclipse-mosquitto"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", tag), f"pin a release, not {tag!r}"
+    mounts = {m.split(":")[0]: m.split(":")[1:] for m in mqtt["volumes"]}
+    assert mounts["./docker/mosquitto.conf"] == ["/mosquitto/config/mosquitto.conf", "ro"]
+    assert mounts["mosquitto-data"] == ["/mosquitto/data"]
+    text = (ROOT / "docker" / "mosquitto.conf").read_text()
+    assert re.search(r"^listener 1883 0\.0\.0\.0$", text, re.M)
+    assert re.search(r"^persistence true$", text, re.M)
+    assert mqtt["ports"] == ["127.0.0.1:1883:1883"]
+    probe = mqtt["healthcheck"]["test"]
+    assert probe[:2] == ["CMD", "mosquitto_sub"]
+    # `$$` is compose's escape for a literal `$`: the broker's own $SYS topic.
+    assert "$$SYS/broker/uptime" in probe
+
+
+def test_mqtt_bridge_subscribes_to_telemetry_at_the_broker(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    bridge = services["mqtt-bridge"]
+    assert bridge["image"] == services["api"]["image"]
+    assert bridge["command"] == ["tlake", "mqtt-bridge", "--topic", "telemetry/#"]
+    url = bridge["environment"]["TLAKE_MQTT_URL"]
+    assert url == "mqtt://mqtt:1883"
+    assert bridge["depends_on"]["mqtt"] == {"condition": "service_healthy"}
+    assert bridge["depends_on"]["init"] == {"condition": "service_completed_successfully"}
+    # Its health check looks for an established connection to the broker's port, in hex.
+    assert f":{1883:04X}'" in " ".join(bridge["healthcheck"]["test"])
+
+
+def test_new_services_resolve_with_the_example_env(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(ENV_EXAMPLE.read_text())
+    done = _compose(tmp_path, env_file, "config")
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    assert {"dashboard", "mqtt", "mqtt-bridge"} <= set(services)
+    for name in ("dashboard", "mqtt", "mqtt-bridge"):
+        assert services[name]["healthcheck"]["test"], name
+    assert "mosquitto-data" in yaml.safe_load(done.stdout)["volumes"]
