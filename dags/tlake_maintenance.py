@@ -1,10 +1,14 @@
-"""Daily upkeep of every declared lake table: compact small files, then vacuum old ones.
+"""Daily upkeep: compact then vacuum every declared lake table; expire Idempotency-Key records.
 
 The pipeline's MERGEs leave a few small files per table and run; `optimize` bin-packs them, and
 `vacuum` deletes the files no version of the last 7 days references (spark_jobs.maintenance,
 through delta-rs, since Sail cannot run OPTIMIZE or VACUUM). Both queue behind the pipeline on
 each table's commit lock, so they may run while telemetry_lake does. One mapped task per table:
 a table that fails is retried alone and does not hold back the others.
+
+`prune_idempotency` deletes the ingest API's Idempotency-Key records older than
+`idempotency_ttl_hours` (ingest_api.idempotency.prune); it shares nothing with the tables and
+runs beside them. Deleting only what has already expired, it is safe to run again.
 
 This file only declares: delta-rs and our settings are imported inside the tasks. The table
 list comes from lake_config.tables, which imports nothing but dataclasses.
@@ -39,7 +43,7 @@ def alert_on_failure(context: dict) -> None:
 
 @dag(
     dag_id=DAG_ID,
-    description="Compact and vacuum every lake table (delta-rs)",
+    description="Compact and vacuum every lake table (delta-rs); expire idempotency records",
     schedule="@daily",
     start_date=datetime(2026, 1, 1),
     catchup=False,
@@ -72,7 +76,21 @@ def tlake_maintenance() -> None:
         selected = maintenance.selected(table_name)
         print(maintenance.vacuum(get_settings(), selected, retention_hours=RETENTION_HOURS))
 
+    @task
+    def prune_idempotency() -> int:
+        """Delete expired Idempotency-Key records (`tlake idempotency prune`)."""
+        from ingest_api import idempotency
+        from lake_config.registry import Registry
+        from lake_config.settings import get_settings
+
+        settings = get_settings()
+        with Registry(settings, max_size=1) as registry:
+            deleted = idempotency.prune(registry, ttl_hours=settings.idempotency_ttl_hours)
+        print(f"{deleted} idempotency record(s) older than {settings.idempotency_ttl_hours} h")
+        return deleted
+
     vacuum.expand(table_name=optimize.expand(table_name=[t.name for t in TABLES]))
+    prune_idempotency()
 
 
 tlake_maintenance()

@@ -9,6 +9,10 @@ downstream of this module ever holds a raw sensitive value.
 Two events with the same `event_id` in one batch are both accepted: deduplication by event id is
 silver's job, across batches, and doing it here too would only hide that duplicates were sent.
 
+An event whose occurred_at lies too far in the future (`ingest_api.clock`: Segment's skew
+correction, then `max_future_s`) is rejected like an invalid one; its occurred_at is stored as
+sent when it is accepted.
+
 Messages are pydantic's `msg` (or ours), never its `input`: an error never quotes the value.
 """
 
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
@@ -24,6 +28,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from ingest_api.body import too_large
+from ingest_api.clock import DeviceClock, FutureBound
 from ingest_api.errors import InvalidEnvelopeError, InvalidJsonError, UnsupportedSchemaVersionError
 from ingest_api.schemas import DEFAULT_SCHEMA_VERSION, ENVELOPE, SCHEMAS, EventSchema
 from ingest_api.tokenize import MAX_PAYLOAD_DEPTH, SensitiveValueError, Tokenizer
@@ -37,6 +42,9 @@ _MESSAGES = {
     "uuid_type": "Input should be a valid UUID string",
     "string_pattern_mismatch": "must not contain control characters",  # the only patterns
 }
+# A timestamp whose offset moves it past year 1 or 9999 in UTC makes the schema's conversion
+# raise OverflowError, which pydantic does not turn into a validation error.
+OUT_OF_RANGE = "a timestamp is outside years 1-9999 once converted to UTC"
 
 
 @dataclass(frozen=True)
@@ -66,10 +74,22 @@ class ValidatedBatch:
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
-def validate_batch(body: bytes, settings: Settings, tokenizer: Tokenizer) -> ValidatedBatch:
-    """Parse and validate a decoded request body (400/413 for the request, else per event)."""
+def validate_batch(
+    body: bytes,
+    settings: Settings,
+    tokenizer: Tokenizer,
+    received_at: datetime | None = None,
+) -> ValidatedBatch:
+    """Parse and validate a decoded request body (400/413 for the request, else per event);
+    events are bounded in time against `received_at` (default: now)."""
     envelope, schema = parse_envelope(body, settings.max_events_per_batch)
-    return validate_events(envelope, schema, tokenizer, max_event_bytes=settings.max_event_bytes)
+    return validate_events(
+        envelope,
+        schema,
+        tokenizer,
+        max_event_bytes=settings.max_event_bytes,
+        clock=DeviceClock.for_settings(settings, received_at or datetime.now(UTC)),
+    )
 
 
 def load_json(body: bytes) -> Any:
@@ -107,6 +127,10 @@ def parse_envelope(body: bytes, max_events: int) -> tuple[dict[str, Any], EventS
         raise InvalidEnvelopeError(
             "body is not a batch envelope", errors=field_errors(exc.errors(**_NO_INPUT), "body")
         ) from None  # the chained error's text quotes the input
+    except OverflowError:
+        raise InvalidEnvelopeError(
+            "body is not a batch envelope", errors=[{"field": "sent_at", "message": OUT_OF_RANGE}]
+        ) from None
     envelope.setdefault("schema_version", schema.version)
     return envelope, schema
 
@@ -129,15 +153,19 @@ def validate_events(
     *,
     max_event_bytes: int,
     origin: Origin | None = None,
+    clock: DeviceClock | None = None,
 ) -> ValidatedBatch:
     """Validate every event of a parsed envelope (`origin`: see `Origin`).
 
     An event is measured against `max_event_bytes` as the compact JSON it would be stored as
     (tokenized, UTC timestamps), which is also what bounds it downstream; since the schema
     bounds every field, only a valid event can be measured this way, and an invalid one is
-    rejected for its field errors whatever its size.
+    rejected for its field errors whatever its size. With `clock`, a valid event too far in
+    the future is rejected with one reason on `occurred_at`; without it (re-validating events
+    long after their receipt) there is no future bound.
     """
     batch = ValidatedBatch(schema_version=envelope["schema_version"], sent_at=envelope["sent_at"])
+    future = None if clock is None else clock.bound(batch.sent_at)
     validate = schema.adapter.validate_python
     sensitive = schema.sensitive_fields
     memo: dict[str, str] = {}
@@ -149,24 +177,22 @@ def validate_events(
                 event = validate(raw)
             except ValidationError as exc:
                 reasons = field_errors(exc.errors(**_NO_INPUT), "event")
+            except OverflowError:
+                reasons = [{"field": "event", "message": OUT_OF_RANGE}]
             else:
-                try:
-                    tokenizer.tokenize_event(event, sensitive, memo)
-                except SensitiveValueError as exc:  # its message names the field, not the value
-                    reasons = [{"field": exc.field, "message": str(exc)}]
-                else:
-                    event_json = orjson.dumps(event, option=orjson.OPT_UTC_Z)
-                    if len(event_json) <= max_event_bytes:
-                        accepted.append(event_json)
-                        results.append(
-                            {
-                                "index": index,
-                                "event_id": str(event["event_id"]),
-                                "status": "accepted",
-                                "errors": [],
-                            }
-                        )
-                        continue
+                event_json, reasons = _stored(event, tokenizer, sensitive, memo, future)
+                if event_json is not None and len(event_json) <= max_event_bytes:
+                    accepted.append(event_json)
+                    results.append(
+                        {
+                            "index": index,
+                            "event_id": str(event["event_id"]),
+                            "status": "accepted",
+                            "errors": [],
+                        }
+                    )
+                    continue
+                if event_json is not None:
                     message = f"event exceeds max_event_bytes={max_event_bytes}"
                     reasons = [{"field": "event", "message": message}]
         if origin is None:
@@ -190,6 +216,25 @@ def validate_events(
             }
         )
     return batch
+
+
+def _stored(
+    event: dict[str, Any],
+    tokenizer: Tokenizer,
+    sensitive: Sequence[tuple[str, str]],
+    memo: dict[str, str],
+    future: FutureBound | None,
+) -> tuple[bytes | None, list[dict[str, str]]]:
+    """A valid event as the JSON it is stored as, or None and the reasons it is rejected."""
+    if future is not None:
+        too_late = future.check(event["occurred_at"])
+        if too_late is not None:
+            return None, [too_late]
+    try:
+        tokenizer.tokenize_event(event, sensitive, memo)
+    except SensitiveValueError as exc:  # its message names the field, not the value
+        return None, [{"field": exc.field, "message": str(exc)}]
+    return orjson.dumps(event, option=orjson.OPT_UTC_Z), []
 
 
 _NO_INPUT: dict[str, Any] = {"include_url": False, "include_context": False, "include_input": False}

@@ -4,15 +4,30 @@ Neither step ever holds more than its limit (plus one chunk) in memory: the wire
 as a stream and refused as soon as it passes `max_request_bytes`, and gzip is inflated with
 `zlib.decompressobj(...).decompress(data, max_length)`, so a gzip bomb costs at most
 `max_decompressed_bytes` before it is answered with 413.
+
+Reading is also bounded in time (uvicorn itself waits for a body forever): a body of which no
+byte arrived for `body_timeout_s`, or that is still arriving `body_total_timeout_s` after the
+read began, is answered 408 `body_timeout` and the connection is closed. A stalled or
+trickling client therefore holds one of the worker's `max_inflight_requests` slots for a
+bounded time only.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from ingest_api.errors import InvalidEncodingError, PayloadTooLargeError, UnsupportedEncodingError
+from ingest_api.errors import (
+    BodyTimeoutError,
+    InvalidEncodingError,
+    PayloadTooLargeError,
+    UnsupportedEncodingError,
+)
 
 _GZIP_WBITS = 16 + zlib.MAX_WBITS  # gzip header and trailer only, not raw deflate or zlib
 
@@ -34,19 +49,55 @@ def content_coding(header: str | None) -> str:
     )
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The raw body, refused with 413 as soon as it is longer than `max_bytes`."""
+@dataclass(frozen=True)
+class BodyTimeouts:
+    """How long a body may take: `idle_s` without a byte, `total_s` in all (seconds)."""
+
+    idle_s: float
+    total_s: float
+
+
+def timed_out(limit: str, seconds: float, message: str) -> BodyTimeoutError:
+    """408 naming the setting exceeded, e.g. `limit="body_timeout_s"`."""
+    return BodyTimeoutError(message, limit=limit, max=seconds)
+
+
+async def read_body(
+    request: Request, max_bytes: int, timeouts: BodyTimeouts | None = None
+) -> bytes:
+    """The raw body, refused with 413 as soon as it is longer than `max_bytes`, and with 408
+    when it stalls or is too slow (`timeouts`; None waits as long as the server does)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise too_large("max_request_bytes", max_bytes, "request body")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    stream = request.stream()
+    async for chunk in stream if timeouts is None else _within(stream, timeouts):
         size += len(chunk)
         if size > max_bytes:
             raise too_large("max_request_bytes", max_bytes, "request body")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _within(stream: AsyncIterator[bytes], timeouts: BodyTimeouts) -> AsyncIterator[bytes]:
+    """The chunks of `stream`, with BodyTimeoutError when the next one is late."""
+    deadline = time.monotonic() + timeouts.total_s
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            async with asyncio.timeout(max(0.0, min(timeouts.idle_s, left))):
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            if timeouts.idle_s < left:
+                message = f"request body stalled: no byte for body_timeout_s={timeouts.idle_s:g}"
+                raise timed_out("body_timeout_s", timeouts.idle_s, message) from None
+            message = f"request body not complete within body_total_timeout_s={timeouts.total_s:g}"
+            raise timed_out("body_total_timeout_s", timeouts.total_s, message) from None
+        yield chunk
 
 
 def decode_body(body: bytes, coding: str, max_bytes: int) -> bytes:

@@ -28,17 +28,23 @@ from lake_config.registry import ApiKey, Registry
 from lake_config.settings import Settings
 from lake_config.storage import ObjectStore
 
+READ_POOL_SIZE = 4
+
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the registry pool and the object store client for the app's lifetime."""
     settings: Settings = app.state.settings
     app.state.registry = Registry(settings)
+    # Read API queries get a pool of their own: a slow analytics read never holds a connection
+    # an ingest request needs to register its batch.
+    app.state.analytics_db = Registry(settings, max_size=READ_POOL_SIZE)
     app.state.store = ObjectStore(settings)
     app.state.key_cache = KeyCache()
     try:
         yield
     finally:
+        app.state.analytics_db.close()
         app.state.registry.close()
 
 
@@ -51,6 +57,11 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 def get_registry(request: Request) -> Registry:
     return cast(Registry, request.app.state.registry)
+
+
+def get_analytics_db(request: Request) -> Registry:
+    """The connection pool of read API queries (the analytics schema), apart from ingest's."""
+    return cast(Registry, request.app.state.analytics_db)
 
 
 def get_store(request: Request) -> ObjectStore:
@@ -68,6 +79,7 @@ def get_tokenizer(settings: SettingsDep) -> Tokenizer:
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 ObjectStoreDep = Annotated[ObjectStore, Depends(get_store)]
 KeyCacheDep = Annotated[KeyCache, Depends(get_key_cache)]
+AnalyticsDbDep = Annotated[Registry, Depends(get_analytics_db)]
 TokenizerDep = Annotated[Tokenizer, Depends(get_tokenizer)]
 
 bearer = HTTPBearer(auto_error=False, description="API key of a source: `Bearer tlk_...`")
@@ -128,3 +140,35 @@ async def require_segment_write_key(
 
 
 SegmentWriteKeyDep = Annotated[ApiKey, Depends(require_segment_write_key)]
+
+
+async def require_read_key(key: Annotated[ApiKey, Depends(authenticate)]) -> ApiKey:
+    """The caller's key, if its scope allows reading (403 otherwise: write keys cannot read)."""
+    _check_read_scope(key)
+    return key
+
+
+ReadKeyDep = Annotated[ApiKey, Depends(require_read_key)]
+
+
+async def optional_read_key(
+    request: Request, credentials: CredentialsDep, registry: RegistryDep, cache: KeyCacheDep
+) -> ApiKey | None:
+    """None without an Authorization header; otherwise as `require_read_key` (401/403)."""
+    if credentials is None:
+        return None
+    key = await _live_key(request, credentials.credentials, registry, cache)
+    _check_read_scope(key)
+    return key
+
+
+OptionalReadKeyDep = Annotated[ApiKey | None, Depends(optional_read_key)]
+
+
+def _check_read_scope(key: ApiKey) -> None:
+    if key.scope != "read":
+        raise InsufficientScopeError(
+            f"a {key.scope}-scoped key cannot read; create a read key with "
+            "'tlake keys create --source <name> --scope read'",
+            required_scope="read",
+        )

@@ -9,8 +9,20 @@
     │   ├── InvalidEncodingError             invalid_encoding
     │   ├── InvalidJsonError                 invalid_json
     │   ├── InvalidIdempotencyKeyError       invalid_idempotency_key
-    │   └── InvalidEnvelopeError             invalid_envelope (with the field errors)
-    │       └── UnsupportedSchemaVersionError    unsupported_schema_version
+    │   ├── InvalidEnvelopeError             invalid_envelope (with the field errors)
+    │   │   └── UnsupportedSchemaVersionError    unsupported_schema_version
+    │   └── InvalidParameterError            invalid_parameter (read API; `parameter` names it)
+    │       ├── UnknownParameterError            unknown_parameter (with the `allowed` ones)
+    │       ├── UnknownDatasetError              unknown_dataset (with the `known` ones)
+    │       ├── UnknownSourceError               unknown_source (with the `known` ones)
+    │       ├── UnknownTableError                unknown_table (with the `known` ones)
+    │       ├── UnknownFilterError               unknown_filter (with the dataset's `filters`)
+    │       ├── InvalidFilterError               invalid_filter
+    │       ├── InvalidTimestampError            invalid_timestamp
+    │       ├── InvalidRangeError                invalid_range (start after end)
+    │       ├── InvalidLimitError                invalid_limit
+    │       └── InvalidCursorError               invalid_cursor
+    ├── BodyTimeoutError                 408 body_timeout (with the limit exceeded)
     ├── PayloadTooLargeError             413 payload_too_large (with the limit exceeded)
     ├── UnsupportedEncodingError         415 unsupported_content_encoding
     ├── IdempotencyKeyInProgressError    409 idempotency_key_in_progress (with Retry-After)
@@ -19,6 +31,8 @@
     └── ServiceUnavailableError          503 (with Retry-After)
         ├── StorageUnavailableError          storage_unavailable
         ├── RegistryUnavailableError         registry_unavailable
+        ├── LakeUnavailableError             lake_unavailable (a Delta table could not be read)
+        ├── QueryTimeoutError                query_timeout (a read query ran out of time)
         └── OverloadedError                  overloaded
 
 A batch in which every event is invalid is not an error: it is answered 422 with per-event
@@ -110,6 +124,63 @@ class InvalidIdempotencyKeyError(BadRequestError):
     code = "invalid_idempotency_key"
 
 
+class BodyTimeoutError(IngestError):
+    """The request body stalled or arrived too slowly; `details["limit"]` names the setting (408).
+
+    The connection is closed after the answer: the rest of the body may still be on its way.
+    """
+
+    status = 408
+    code = "body_timeout"
+    headers: ClassVar[dict[str, str]] = {"Connection": "close"}
+
+
+class InvalidParameterError(BadRequestError):
+    """A query or path parameter of the read API is wrong; `details["parameter"]` names it."""
+
+    code = "invalid_parameter"
+
+
+class UnknownParameterError(InvalidParameterError):
+    code = "unknown_parameter"
+
+
+class UnknownDatasetError(InvalidParameterError):
+    code = "unknown_dataset"
+
+
+class UnknownSourceError(InvalidParameterError):
+    code = "unknown_source"
+
+
+class UnknownTableError(InvalidParameterError):
+    code = "unknown_table"
+
+
+class UnknownFilterError(InvalidParameterError):
+    code = "unknown_filter"
+
+
+class InvalidFilterError(InvalidParameterError):
+    code = "invalid_filter"
+
+
+class InvalidTimestampError(InvalidParameterError):
+    code = "invalid_timestamp"
+
+
+class InvalidRangeError(InvalidParameterError):
+    code = "invalid_range"
+
+
+class InvalidLimitError(InvalidParameterError):
+    code = "invalid_limit"
+
+
+class InvalidCursorError(InvalidParameterError):
+    code = "invalid_cursor"
+
+
 class PayloadTooLargeError(IngestError):
     """A size limit was exceeded; `details["limit"]` names the setting (413)."""
 
@@ -165,6 +236,16 @@ class StorageUnavailableError(ServiceUnavailableError):
 
 class RegistryUnavailableError(ServiceUnavailableError):
     code = "registry_unavailable"
+
+
+class LakeUnavailableError(ServiceUnavailableError):
+    code = "lake_unavailable"
+
+
+class QueryTimeoutError(ServiceUnavailableError):
+    """A read query ran past its statement timeout; narrow the time range or the filters."""
+
+    code = "query_timeout"
 
 
 class OverloadedError(ServiceUnavailableError):

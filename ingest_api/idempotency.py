@@ -1,9 +1,11 @@
 """`Idempotency-Key`: a retried ingest request lands nothing new and gets the original answer.
 
-Per source, a key names one batch for good:
+Per source, a key names one batch until its record expires:
 
-- `batch_id = uuid5(NAMESPACE, "<source>:<key>")`, so the raw and quarantine object keys of the
-  batch are fixed by the key (and by the first attempt's `received_at`, kept in the row).
+- `batch_id = uuid5(NAMESPACE, "<source>:<key>:<received_at>")` with the first attempt's
+  `received_at`, kept in the row, so the raw and quarantine object keys of the batch are fixed
+  by the key for every attempt, and a key used again after its record expired names a new
+  batch (whose quarantine rows cannot collide with the old batch's).
 - Before anything is written, the request *claims* `registry.idempotency` (source, key): a row
   `in_progress` with a lease of `LEASE_S` seconds and the SHA-256 of the body (after gzip).
 - Objects are PUT with `If-None-Match: *`. The bytes are a function of the body, the source,
@@ -19,6 +21,11 @@ attempt that died (crash, lost connection) is taken over once its lease has run 
 failed (503) gives its lease up at once. Answers given before the claim (400, 401, 413, 429,
 ...) store nothing: fix the request and reuse the key. After a claim the key stays bound to
 its body, since objects of a failed attempt may already be at the batch's keys.
+
+Records expire `idempotency_ttl_hours` after they were created: from then on `claim` treats
+the key as new (a retry that late lands again, as a new batch), and `prune` deletes expired
+records (`tlake idempotency prune`, run daily by the tlake_maintenance DAG). A record whose
+lease is still live is never expired or pruned under its holder.
 """
 
 from __future__ import annotations
@@ -83,9 +90,10 @@ def parse_key(header: str | None) -> str | None:
     return header
 
 
-def batch_id_for(source: str, key: str) -> UUID:
-    """The batch id an Idempotency-Key stands for, per source."""
-    return uuid5(NAMESPACE, f"{source}:{key}")
+def batch_id_for(source: str, key: str, received_at: datetime) -> UUID:
+    """The batch id an Idempotency-Key stands for, per source, in the record whose first
+    attempt was received at `received_at`."""
+    return uuid5(NAMESPACE, f"{source}:{key}:{received_at.astimezone(UTC).isoformat()}")
 
 
 def fingerprint(body: bytes) -> str:
@@ -101,64 +109,110 @@ def claim(
     body_sha256: str,
     received_at: datetime,
     lease_s: int = LEASE_S,
+    ttl_hours: int | None = None,
 ) -> Claim | StoredAnswer:
     """Claim (source, key) for this request, or return the answer stored for it.
 
-    Raises IdempotencyKeyReusedError (different body), IdempotencyKeyInProgressError (another
-    attempt holds a live lease) or RegistryUnavailableError.
+    A record created more than `ttl_hours` ago (None: never) whose lease is not live counts as
+    absent: it is replaced by a new one, for a new batch. Raises IdempotencyKeyReusedError
+    (different body), IdempotencyKeyInProgressError (another attempt holds a live lease) or
+    RegistryUnavailableError.
     """
-    batch_id = batch_id_for(source, key)
     try:
         with registry.connection() as conn, conn.transaction():
-            row = conn.execute(
-                """
-                insert into registry.idempotency
-                    (source, idempotency_key, batch_id, fingerprint, received_at, locked_until)
-                values (%s, %s, %s, %s, %s, now() + make_interval(secs => %s))
-                on conflict (source, idempotency_key) do nothing
-                returning received_at, attempt
-                """,
-                (source, key, batch_id, body_sha256, received_at, lease_s),
-            ).fetchone()
-            if row is not None:
-                return Claim(source, key, batch_id, _utc(row["received_at"]), row["attempt"])
-            row = conn.execute(
-                """
-                select fingerprint, status, status_code, response, received_at,
-                       locked_until > now() as locked
-                from registry.idempotency
-                where source = %s and idempotency_key = %s
-                for update
-                """,
-                (source, key),
-            ).fetchone()
-            assert row is not None  # the insert found it, and rows are never deleted
-            if row["fingerprint"] != body_sha256:
-                raise IdempotencyKeyReusedError(
-                    "Idempotency-Key was already used with a different body; use a new key"
+            for _ in range(_CLAIM_TRIES):
+                row = conn.execute(
+                    """
+                    insert into registry.idempotency
+                        (source, idempotency_key, batch_id, fingerprint, received_at,
+                         locked_until)
+                    values (%s, %s, %s, %s, %s, now() + make_interval(secs => %s))
+                    on conflict (source, idempotency_key) do nothing
+                    returning batch_id, received_at, attempt
+                    """,
+                    (
+                        source,
+                        key,
+                        batch_id_for(source, key, received_at),
+                        body_sha256,
+                        received_at,
+                        lease_s,
+                    ),
+                ).fetchone()
+                if row is not None:
+                    return Claim(
+                        source, key, row["batch_id"], _utc(row["received_at"]), row["attempt"]
+                    )
+                row = conn.execute(
+                    """
+                    select batch_id, fingerprint, status, status_code, response, received_at,
+                           locked_until > now() as locked,
+                           %(ttl)s::integer is not null
+                               and created_at < now() - make_interval(hours => %(ttl)s::integer)
+                               as expired
+                    from registry.idempotency
+                    where source = %(source)s and idempotency_key = %(key)s
+                    for update
+                    """,
+                    {"source": source, "key": key, "ttl": ttl_hours},
+                ).fetchone()
+                if row is None:
+                    continue  # pruned since the insert saw it: claim it anew
+                if row["expired"] and not row["locked"]:
+                    conn.execute(
+                        "delete from registry.idempotency"
+                        " where source = %s and idempotency_key = %s",
+                        (source, key),
+                    )
+                    continue
+                return _existing(
+                    conn, row, source=source, key=key, body_sha256=body_sha256, lease_s=lease_s
                 )
-            if row["status"] == "completed":
-                return StoredAnswer(row["status_code"], row["response"])
-            if row["locked"]:
-                raise IdempotencyKeyInProgressError(
-                    "a request with this Idempotency-Key is in progress; retry shortly"
-                )
-            taken = conn.execute(
-                """
-                update registry.idempotency
-                set attempt = attempt + 1, locked_until = now() + make_interval(secs => %s)
-                where source = %s and idempotency_key = %s
-                returning attempt
-                """,
-                (lease_s, source, key),
-            ).fetchone()
-            assert taken is not None  # the row is locked by this transaction
-            return Claim(source, key, batch_id, _utc(row["received_at"]), taken["attempt"])
     except RegistryError as exc:
         raise RegistryUnavailableError(
             "the registry is unavailable; nothing was accepted, retry the batch",
             cause=type(exc.__cause__ or exc).__name__,
         ) from exc
+    # Expired and claimed anew by others, again and again within one request: let it settle.
+    raise IdempotencyKeyInProgressError(
+        "a request with this Idempotency-Key is in progress; retry shortly"
+    )
+
+
+_CLAIM_TRIES = 3
+
+
+def _existing(
+    conn: psycopg.Connection[Any],
+    row: dict[str, Any],
+    *,
+    source: str,
+    key: str,
+    body_sha256: str,
+    lease_s: int,
+) -> Claim | StoredAnswer:
+    """The answer for a live record (`row`, locked by this transaction), or its takeover."""
+    if row["fingerprint"] != body_sha256:
+        raise IdempotencyKeyReusedError(
+            "Idempotency-Key was already used with a different body; use a new key"
+        )
+    if row["status"] == "completed":
+        return StoredAnswer(row["status_code"], row["response"])
+    if row["locked"]:
+        raise IdempotencyKeyInProgressError(
+            "a request with this Idempotency-Key is in progress; retry shortly"
+        )
+    taken = conn.execute(
+        """
+        update registry.idempotency
+        set attempt = attempt + 1, locked_until = now() + make_interval(secs => %s)
+        where source = %s and idempotency_key = %s
+        returning attempt
+        """,
+        (lease_s, source, key),
+    ).fetchone()
+    assert taken is not None  # the row is locked by this transaction
+    return Claim(source, key, row["batch_id"], _utc(row["received_at"]), taken["attempt"])
 
 
 def _utc(value: datetime) -> datetime:
@@ -203,3 +257,35 @@ def release(registry: Registry, owned: Claim) -> None:
             )
     except RegistryError:
         pass
+
+
+def prune(registry: Registry, *, ttl_hours: int, batch_rows: int = 10_000) -> int:
+    """Delete the records created more than `ttl_hours` ago, except one whose lease is live;
+    return how many went. Deletes in transactions of at most `batch_rows` rows, so a large
+    backlog never holds many row locks at once.
+
+    Their keys may then be used again (`claim` already treats them as absent). Raises
+    RegistryError.
+    """
+    deleted = 0
+    while True:
+        with registry.connection() as conn, conn.transaction():
+            cur = conn.execute(
+                """
+                with expired as (
+                    select source, idempotency_key
+                    from registry.idempotency
+                    where created_at < now() - make_interval(hours => %(ttl)s::integer)
+                      and (locked_until is null or locked_until <= now())
+                    limit %(rows)s
+                    for update skip locked
+                )
+                delete from registry.idempotency as i
+                using expired as e
+                where i.source = e.source and i.idempotency_key = e.idempotency_key
+                """,
+                {"ttl": ttl_hours, "rows": batch_rows},
+            )
+            deleted += cur.rowcount
+        if cur.rowcount < batch_rows:
+            return deleted

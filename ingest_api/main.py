@@ -11,7 +11,7 @@ from ingest_api.limits import LoadShedMiddleware, RateLimiter
 from ingest_api.log import RequestLogMiddleware, configure_logging
 from ingest_api.metrics import IngestMetrics, MetricsMiddleware
 from ingest_api.responses import JsonResponse
-from ingest_api.routes import events, health, metrics, segment
+from ingest_api.routes import catalog, events, health, metrics, read, segment
 from lake_config.settings import Settings, get_settings
 
 
@@ -41,4 +41,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(events.router)
     app.include_router(segment.router)
+    app.include_router(read.router)
+    app.include_router(catalog.router)
     return app

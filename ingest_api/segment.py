@@ -35,6 +35,7 @@ as the original Segment message, with `context.ip` (and any `network.ip`/`ssid`)
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, NotRequired, cast
 from uuid import UUID, uuid5
 
@@ -42,6 +43,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from ingest_api.batches import (
+    OUT_OF_RANGE,
     Origin,
     ValidatedBatch,
     field_errors,
@@ -49,8 +51,9 @@ from ingest_api.batches import (
     validate_events,
 )
 from ingest_api.body import too_large
+from ingest_api.clock import DeviceClock
 from ingest_api.errors import InvalidEnvelopeError
-from ingest_api.schemas import DEFAULT_SCHEMA_VERSION, SCHEMAS, Rfc3339
+from ingest_api.schemas import DEFAULT_SCHEMA_VERSION, NO_CONTROL_CHARS, SCHEMAS, Rfc3339
 from ingest_api.tokenize import SENSITIVE_FIELDS, Tokenizer
 from lake_config.settings import Settings
 
@@ -89,6 +92,91 @@ _BATCH = TypeAdapter(SegmentBatch)
 _SENT_AT = TypeAdapter(Rfc3339 | None)
 
 
+# --- OpenAPI: what the routes read (documentation; the mapping above is what decides) --------
+
+_TEXT = {"type": "string", "maxLength": 256}
+_ID = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": NO_CONTROL_CHARS}
+_TIMESTAMP = {"type": "string", "format": "date-time", "description": "RFC 3339, with a zone"}
+_SCALARS = {
+    "type": "object",
+    "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
+    "description": "Scalars only: a nested object or array rejects the event",
+}
+
+
+def _object(**fields: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": fields}
+
+
+def message_json_schema(message_type: str | None = None) -> dict[str, Any]:
+    """JSON schema of one Segment message as the mapping reads it (other fields: see
+    ingest_api/README.md); `message_type` is the one a single-message route implies."""
+    types = list(TYPES) if message_type is None else [message_type]
+    required = ["messageId", "timestamp"]
+    if message_type is None:
+        required.append("type")
+    elif message_type == "track":
+        required.append("event")
+    device_id = {"properties": {"device": {"required": ["id"]}}, "required": ["device"]}
+    return {
+        "type": "object",
+        "required": required,
+        # The device id: context.device.id, else anonymousId, else userId.
+        "anyOf": [
+            {"required": ["anonymousId"]},
+            {"required": ["userId"]},
+            {"required": ["context"], "properties": {"context": device_id}},
+        ],
+        "properties": {
+            "type": {"type": "string", "enum": types},
+            "messageId": {"type": "string", "minLength": 1, "maxLength": MAX_MESSAGE_ID_CHARS},
+            "anonymousId": _ID,
+            "userId": _ID,
+            "event": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 64,
+                "pattern": NO_CONTROL_CHARS,
+                "description": "track: the event_type",
+            },
+            "name": _TEXT,
+            "category": _TEXT,
+            "timestamp": _TIMESTAMP,
+            "originalTimestamp": _TIMESTAMP,
+            "sentAt": _TIMESTAMP,
+            "properties": _SCALARS,
+            "traits": _SCALARS,
+            "integrations": {"type": "object"},
+            "context": _object(
+                app=_object(name=_TEXT, version=_TEXT),
+                os=_object(name=_TEXT, version=_TEXT),
+                device=_object(id=_ID, model=_TEXT, manufacturer=_TEXT),
+                network=_object(
+                    wifi={"type": "boolean"}, cellular={"type": "boolean"}, carrier=_TEXT
+                ),
+                ip={"type": "string", "description": "tokenized like network.ip"},
+            ),
+        },
+    }
+
+
+def batch_json_schema() -> dict[str, Any]:
+    """JSON schema of the body of `POST /v1/batch`."""
+    return {
+        "type": "object",
+        "required": ["batch"],
+        "additionalProperties": False,
+        "properties": {
+            "batch": {"type": "array", "minItems": 1, "items": message_json_schema()},
+            "sentAt": _TIMESTAMP,
+            "context": {"type": "object", "description": "applies to every message"},
+            "integrations": {"type": "object"},
+            "writeKey": {"description": "ignored: authenticate with HTTP Basic or Bearer"},
+            "metadata": {},
+        },
+    }
+
+
 def validate_segment(
     body: bytes,
     settings: Settings,
@@ -96,8 +184,10 @@ def validate_segment(
     *,
     source: str,
     message_type: str | None = None,
+    received_at: datetime | None = None,
 ) -> ValidatedBatch:
-    """Map and validate a Segment body: a batch, or one message of `message_type` (`track`...)."""
+    """Map and validate a Segment body: a batch, or one message of `message_type` (`track`...);
+    events are bounded in time against `received_at` (default: now), as on `/v1/events`."""
     doc = load_json(body)
     if message_type is None:
         messages, sent_at, shared = _batch(doc, settings.max_events_per_batch)
@@ -115,6 +205,7 @@ def validate_segment(
         tokenizer,
         max_event_bytes=settings.max_event_bytes,
         origin=Origin(payloads=messages, errors=errors, sensitive_fields=SENSITIVE),
+        clock=DeviceClock.for_settings(settings, received_at or datetime.now(UTC)),
     )
 
 
@@ -133,6 +224,10 @@ def _batch(doc: Any, max_events: int) -> tuple[list[Any], Any, dict[str, Any]]:
         raise InvalidEnvelopeError(
             "body is not a Segment batch", errors=field_errors(exc.errors(**_NO_INPUT), "body")
         ) from None  # the chained error's text quotes the input
+    except OverflowError:
+        raise InvalidEnvelopeError(
+            "body is not a Segment batch", errors=[{"field": "sentAt", "message": OUT_OF_RANGE}]
+        ) from None
     return parsed["batch"], parsed.get("sentAt"), parsed.get("context") or {}
 
 
@@ -151,6 +246,10 @@ def _sent_at(message: dict[str, Any]) -> Any:
     except ValidationError as exc:
         raise InvalidEnvelopeError(
             "sentAt is not a timestamp", errors=field_errors(exc.errors(**_NO_INPUT), "sentAt")
+        ) from None
+    except OverflowError:
+        raise InvalidEnvelopeError(
+            "sentAt is not a timestamp", errors=[{"field": "sentAt", "message": OUT_OF_RANGE}]
         ) from None
 
 

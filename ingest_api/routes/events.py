@@ -25,11 +25,15 @@ registered before the answer; every invalid one is quarantined with its reasons.
 * `network.ip` and `network.ssid` are stored only as HMAC tokens.
 * Two events with the same `event_id` in one batch are both accepted: deduplication by
   `event_id` happens downstream (silver), across batches.
+* An event whose `occurred_at` (plus the device clock skew `received_at - sent_at`, when it
+  exceeds `clock_skew_threshold_s`) lies more than `max_future_s` after its receipt is
+  rejected with a reason on `occurred_at`.
 * A 503 means nothing was acknowledged: retry the same batch after `Retry-After` seconds.
 * With an `Idempotency-Key` header (1-255 visible ASCII, per source), a retry of the same body
   lands nothing new and gets the first answer again (`Idempotent-Replayed: true`); the same
-  key with another body is 422 `idempotency_key_reused`, and while the first attempt is still
-  being landed, 409 `idempotency_key_in_progress`.
+  key with another body is 422 `idempotency_key_reused` (an error body, not a receipt), and
+  while the first attempt is still being landed, 409 `idempotency_key_in_progress`. A key's
+  record expires after `idempotency_ttl_hours` (24); the key may then be used again.
 """
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -39,10 +43,19 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     },
     401: {"model": ErrorBody, "description": "missing_api_key, invalid_api_key"},
     403: {"model": ErrorBody, "description": "insufficient_scope"},
-    413: {"model": ErrorBody, "description": "payload_too_large (`limit` names the setting)"},
+    408: {
+        "model": ErrorBody,
+        "description": "body_timeout: the body stalled or arrived too slowly (`limit` names "
+        "the setting); the connection is closed",
+    },
     409: {"model": ErrorBody, "description": "idempotency_key_in_progress (with Retry-After)"},
+    413: {"model": ErrorBody, "description": "payload_too_large (`limit` names the setting)"},
     415: {"model": ErrorBody, "description": "unsupported_content_encoding"},
-    503: {"model": ErrorBody, "description": "storage_unavailable, registry_unavailable"},
+    429: {"model": ErrorBody, "description": "rate_limited (with Retry-After)"},
+    503: {
+        "model": ErrorBody,
+        "description": "storage_unavailable, registry_unavailable, overloaded (with Retry-After)",
+    },
 }
 
 

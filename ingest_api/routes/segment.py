@@ -22,7 +22,7 @@ from ingest_api.deps import (
 from ingest_api.intake import IDEMPOTENCY_PARAMETER, ingest
 from ingest_api.routes.events import ERRORS
 from ingest_api.schemas import IngestReceipt
-from ingest_api.segment import TYPES, validate_segment
+from ingest_api.segment import TYPES, batch_json_schema, message_json_schema, validate_segment
 
 router = APIRouter(prefix="/v1", tags=["segment"])
 
@@ -40,7 +40,13 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": IngestReceipt, "description": "Every event rejected and quarantined"},
     **ERRORS,
 }
-_EXTRA = {"parameters": [IDEMPOTENCY_PARAMETER]}
+
+
+def _extra(body_schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "parameters": [IDEMPOTENCY_PARAMETER],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}},
+    }
 
 
 @router.post(
@@ -49,7 +55,7 @@ _EXTRA = {"parameters": [IDEMPOTENCY_PARAMETER]}
     summary="Send a Segment batch",
     description=DESCRIPTION,
     responses=_RESPONSES,
-    openapi_extra=_EXTRA,
+    openapi_extra=_extra(batch_json_schema()),
 )
 async def post_batch(
     request: Request,
@@ -100,5 +106,5 @@ for _type in TYPES:
         summary=f"Send one Segment {_type} message",
         description=DESCRIPTION,
         responses=_RESPONSES,
-        openapi_extra=_EXTRA,
+        openapi_extra=_extra(message_json_schema(_type)),
     )

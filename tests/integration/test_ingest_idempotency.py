@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from typer.testing import CliRunner
 
 from ingest_api import idempotency
 from ingest_api.batches import validate_batch
@@ -20,6 +22,7 @@ from lake_config.registry import Registry
 from lake_config.settings import Settings
 from lake_config.storage import ObjectStore
 from tests.integration.test_ingest_api import batch, closed_port, event
+from tlake.cli import app
 
 pytestmark = pytest.mark.integration
 
@@ -69,8 +72,35 @@ def test_retry_with_the_same_key_gets_the_first_answer_and_lands_nothing_new(
     assert second.status_code == 202, second.text
     assert second.headers["Idempotent-Replayed"] == "true"
     assert second.json() == first.json()
-    assert first.json()["batch_id"] == str(idempotency.batch_id_for(source, key))
+    record = idempotency_row(registry, source, key)
+    assert record is not None
+    assert first.json()["batch_id"] == str(
+        idempotency.batch_id_for(source, key, record["received_at"])
+    )
     assert registered(registry, first.json()["batch_id"]) == {"raw": 1, "quarantine": 1}
+
+
+def idempotency_row(registry: Registry, source: str, key: str) -> dict[str, Any] | None:
+    with registry.connection() as conn:
+        return conn.execute(
+            "select * from registry.idempotency where source = %s and idempotency_key = %s",
+            (source, key),
+        ).fetchone()
+
+
+def age(registry: Registry, source: str, key: str, hours: float) -> None:
+    """Make a record look `hours` old (its lease, if any, long gone)."""
+    with registry.connection() as conn, conn.transaction():
+        conn.execute(
+            """
+            update registry.idempotency
+            set created_at = now() - make_interval(secs => %(s)s),
+                locked_until = case when locked_until is null then null
+                                    else now() - make_interval(secs => %(s)s) end
+            where source = %(source)s and idempotency_key = %(key)s
+            """,
+            {"s": hours * 3600, "source": source, "key": key},
+        )
 
 
 def test_all_rejected_answer_is_replayed_too(client: httpx.Client, registry: Registry) -> None:
@@ -221,3 +251,150 @@ def raw_row(registry: Registry, object_key: str) -> dict[str, Any]:
         ).fetchone()
     assert row is not None
     return dict(row)
+
+
+# --- expiry ---------------------------------------------------------------------------------------
+
+
+def test_a_key_whose_record_expired_may_be_used_again_for_a_new_batch(
+    client: httpx.Client, registry: Registry, settings: Settings, source: str
+) -> None:
+    key = f"expired-{uuid.uuid4()}"
+    first = post(client, orjson.dumps(batch(event(), event(event_type=""))), key)
+    assert first.status_code == 202, first.text
+    age(registry, source, key, settings.idempotency_ttl_hours + 1)
+
+    again = post(client, orjson.dumps(batch(event(), event(event_type=""))), key)  # other body
+    replay = post(client, orjson.dumps(batch(event())), key)  # within the new record's life
+
+    assert again.status_code == 202, again.text
+    assert "Idempotent-Replayed" not in again.headers
+    assert again.json()["batch_id"] != first.json()["batch_id"]
+    # Both batches are registered, quarantine rows included: no collision on the batch id.
+    assert registered(registry, first.json()["batch_id"]) == {"raw": 1, "quarantine": 1}
+    assert registered(registry, again.json()["batch_id"]) == {"raw": 1, "quarantine": 1}
+    assert replay.status_code == 422
+    assert replay.json()["error"]["code"] == "idempotency_key_reused"
+
+
+def test_a_record_younger_than_the_ttl_still_answers_the_retry(
+    client: httpx.Client, registry: Registry, settings: Settings, source: str
+) -> None:
+    key = f"young-{uuid.uuid4()}"
+    body = orjson.dumps(batch(event()))
+    first = post(client, body, key)
+    age(registry, source, key, settings.idempotency_ttl_hours - 1)
+
+    retry = post(client, body, key)
+
+    assert retry.status_code == 202
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.json() == first.json()
+
+
+def test_an_expired_record_under_a_live_lease_is_not_taken(
+    client: httpx.Client, registry: Registry, settings: Settings, source: str
+) -> None:
+    key = f"slow-{uuid.uuid4()}"
+    body = orjson.dumps(batch(event()))
+    held = idempotency.claim(
+        registry,
+        source=source,
+        key=key,
+        body_sha256=idempotency.fingerprint(body),
+        received_at=datetime.now(UTC),
+    )
+    assert isinstance(held, idempotency.Claim)
+    with registry.connection() as conn, conn.transaction():
+        conn.execute(
+            "update registry.idempotency set created_at = now() - interval '100 hours' "
+            "where source = %s and idempotency_key = %s",
+            (source, key),
+        )
+
+    busy = post(client, body, key)
+    idempotency.prune(registry, ttl_hours=settings.idempotency_ttl_hours)
+
+    assert busy.status_code == 409
+    assert busy.json()["error"]["code"] == "idempotency_key_in_progress"
+    assert idempotency_row(registry, source, key) is not None  # neither taken nor pruned
+
+
+def test_tlake_idempotency_prune_deletes_expired_records_only(
+    client: httpx.Client, registry: Registry, settings: Settings, source: str
+) -> None:
+    keys = {name: f"prune-{name}-{uuid.uuid4()}" for name in ("old", "older", "fresh")}
+    for key in keys.values():
+        assert post(client, orjson.dumps(batch(event())), key).status_code == 202
+    age(registry, source, keys["old"], settings.idempotency_ttl_hours + 0.1)
+    age(registry, source, keys["older"], 24 * 30)
+
+    result = CliRunner().invoke(app, ["idempotency", "prune"])
+
+    assert result.exit_code == 0, result.output
+    assert re.search(
+        rf"\b(\d+) idempotency record\(s\) older than {settings.idempotency_ttl_hours} h deleted",
+        result.output,
+    ), result.output
+    assert idempotency_row(registry, source, keys["old"]) is None
+    assert idempotency_row(registry, source, keys["older"]) is None
+    assert idempotency_row(registry, source, keys["fresh"]) is not None
+    with registry.connection() as conn:
+        left = conn.execute(
+            "select count(*) as n from registry.idempotency "
+            "where created_at < now() - make_interval(hours => %s)"
+            " and (locked_until is null or locked_until <= now())",  # a live lease stays
+            (settings.idempotency_ttl_hours,),
+        ).fetchone()
+    assert left == {"n": 0}
+
+
+def test_prune_works_in_bounded_transactions(registry: Registry, source: str) -> None:
+    with registry.connection() as conn, conn.transaction():
+        for n in range(5):
+            conn.execute(
+                """
+                insert into registry.idempotency
+                    (source, idempotency_key, batch_id, fingerprint, received_at, status,
+                     created_at)
+                values (%s, %s, %s, 'f', now(), 'completed', now() - interval '48 hours')
+                """,
+                (source, f"bulk-{n}-{uuid.uuid4()}", uuid.uuid4()),
+            )
+
+    assert idempotency.prune(registry, ttl_hours=24, batch_rows=2) >= 5
+    assert idempotency.prune(registry, ttl_hours=24, batch_rows=2) == 0
+
+
+def test_a_takeover_judges_event_times_against_the_first_attempts_receipt(
+    client: httpx.Client, registry: Registry, settings: Settings, source: str
+) -> None:
+    key = f"clock-{uuid.uuid4()}"
+    sent = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    # The first attempt was received 50 s before sent_at: a skew below the threshold, so the
+    # event 270 s after sent_at was 320 s after that receipt, too far in the future. Judged at
+    # the takeover's own time (a 10 min skew, corrected) it would pass, and land other bytes.
+    first_seen = sent - timedelta(seconds=50)
+    occurred = sent + timedelta(seconds=270)
+    assert settings.clock_skew_threshold_s == 60 and settings.max_future_s == 300
+    body = orjson.dumps(batch(event(occurred_at=occurred.isoformat()), sent_at=sent.isoformat()))
+    held = idempotency.claim(
+        registry,
+        source=source,
+        key=key,
+        body_sha256=idempotency.fingerprint(body),
+        received_at=first_seen,
+    )
+    assert isinstance(held, idempotency.Claim)
+    expire_lease(registry, source, key)
+
+    taken = post(client, body, key)
+
+    assert taken.status_code == 422, taken.text
+    assert taken.json()["results"][0]["errors"] == [
+        {
+            "field": "occurred_at",
+            "message": "occurred_at is more than max_future_s=300 s after received_at",
+        }
+    ]
+    assert taken.json()["batch_id"] == str(held.batch_id)

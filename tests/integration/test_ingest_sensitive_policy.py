@@ -41,7 +41,7 @@ def test_truncate_ip_and_drop_apply_before_anything_is_written(
         }
     )
     doc = {
-        "sent_at": "2024-05-01T10:00:05Z",
+        "sent_at": "2024-05-01T12:00:05Z",
         "events": [
             event(ip=SECRET_IP, ssid=SECRET_SSID),
             event(ip=NOT_AN_IP, ssid=SECRET_SSID),

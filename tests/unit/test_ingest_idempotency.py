@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID
 
 import pytest
@@ -27,14 +28,20 @@ def test_other_keys_are_400(key: str) -> None:
         parse_key(key)
 
 
-def test_batch_id_is_fixed_by_source_and_key() -> None:
-    first = batch_id_for("mobile", "k-1")
+AT = datetime(2024, 5, 1, 12, 0, 0, 250_000, tzinfo=UTC)
 
-    assert first == batch_id_for("mobile", "k-1")
+
+def test_batch_id_is_fixed_by_source_key_and_first_receipt() -> None:
+    first = batch_id_for("mobile", "k-1", AT)
+
+    assert first == batch_id_for("mobile", "k-1", AT)
+    assert first == batch_id_for("mobile", "k-1", AT.astimezone(timezone(timedelta(hours=2))))
     assert first.version == 5
-    assert first == UUID("19761bc0-259a-5096-9195-fae5ee7b3f92")  # the namespace never changes
-    assert batch_id_for("mobile", "k-2") != first
-    assert batch_id_for("other", "k-1") != first  # keys are per source
+    assert first == UUID("1e5bbf64-25f9-5848-8179-c639444979c2")  # the namespace never changes
+    assert batch_id_for("mobile", "k-2", AT) != first
+    assert batch_id_for("other", "k-1", AT) != first  # keys are per source
+    # The same key used again after its record expired is another batch.
+    assert batch_id_for("mobile", "k-1", AT + timedelta(hours=25)) != first
 
 
 def test_fingerprint_is_sha256_of_the_decoded_body() -> None:

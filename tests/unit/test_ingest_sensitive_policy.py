@@ -223,7 +223,7 @@ def test_rotated_settings_travel_through_the_environment(monkeypatch: pytest.Mon
         (
             {"sensitive_fields": {"network.mac": "drop"}},
             "TLAKE_SENSITIVE_FIELDS names unknown fields ['network.mac']; "
-            "known: ['network.ip', 'network.ssid']",
+            "known: ['network.ip', 'network.ssid', 'fleet.network_address']",
         ),
         (
             {"sensitive_fields": {"network.ssid": "truncate_ip"}},
