@@ -60,7 +60,12 @@ def _require_rfc3339(value: Any) -> Any:
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before year 1 in UTC
+        raise PydanticCustomError(
+            "timestamp_range", "must lie between years 1 and 9999 in UTC"
+        ) from None
 
 
 def _scalar(value: Any) -> Any:

@@ -98,12 +98,13 @@ def status(
     else:
         table = Table("component", "health", "endpoint", "detail")
         for h in checks:
-            table.add_row(h.name, "[green]ok[/]" if h.ok else "[red]down[/]", h.endpoint, h.detail)
+            state = "[green]ok[/]" if h.ok else "[yellow]off[/]" if h.optional else "[red]down[/]"
+            table.add_row(h.name, state, h.endpoint, h.detail)
         console.print(table)
         if counts is not None:
             console.print("registry: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
             console.print(f"quarantine: {quarantine or 'empty'}")
-    if not all(h.ok for h in checks):
+    if not all(h.ok or h.optional for h in checks):
         raise typer.Exit(code=1)
 
 

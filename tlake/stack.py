@@ -41,6 +41,7 @@ class Health:
     ok: bool
     endpoint: str
     detail: str = ""
+    optional: bool = False  # down is reported, but the stack still counts as healthy
 
 
 def _bin(name: str) -> str:
@@ -435,5 +436,7 @@ def health(settings: Settings) -> list[Health]:
     checks.append(Health("api", api_ok, settings.api_url, "" if api_ok else "no answer"))
     bridge_ok = Service(settings, "mqtt-bridge").pid() is not None
     where = f"{settings.mqtt_url} {BRIDGE_TOPIC}"
-    checks.append(Health("mqtt-bridge", bridge_ok, where, "" if bridge_ok else "not running"))
+    checks.append(
+        Health("mqtt-bridge", bridge_ok, where, "" if bridge_ok else "not running", optional=True)
+    )
     return checks

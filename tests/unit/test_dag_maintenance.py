@@ -23,10 +23,15 @@ def maintenance_dag(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_vacuum_follows_optimize_once_a_day(maintenance_dag: dict[str, Any]) -> None:
-    assert maintenance_dag["tasks"] == ["optimize", "vacuum"]
-    assert maintenance_dag["upstream"] == {"optimize": [], "vacuum": ["optimize"]}
+    assert maintenance_dag["tasks"] == ["optimize", "vacuum", "prune_idempotency"]
+    assert maintenance_dag["upstream"] == {
+        "optimize": [],
+        "prune_idempotency": [],
+        "vacuum": ["optimize"],
+    }
     assert maintenance_dag["operators"] == {
         "optimize": "DecoratedMappedOperator",
+        "prune_idempotency": "_PythonDecoratedOperator",
         "vacuum": "DecoratedMappedOperator",
     }
     assert (maintenance_dag["schedule"], maintenance_dag["max_active_runs"]) == ("@daily", 1)
@@ -36,4 +41,8 @@ def test_vacuum_follows_optimize_once_a_day(maintenance_dag: dict[str, Any]) -> 
 def test_a_table_whose_upkeep_fails_for_good_raises_an_alert(
     maintenance_dag: dict[str, Any],
 ) -> None:
-    assert maintenance_dag["on_failure_callback"] == {"optimize": True, "vacuum": True}
+    assert maintenance_dag["on_failure_callback"] == {
+        "optimize": True,
+        "prune_idempotency": True,
+        "vacuum": True,
+    }
