@@ -187,9 +187,7 @@ def test_fleet_segments_online_share_and_inventory(spark: SparkSession) -> None:
             state="SP",
         ),
         dict(device_id="CC000002", occurred_at=at, machine_type="CC", state="RJ", has_error=True),
-        dict(
-            device_id="PD000003", occurred_at=at, machine_type="PD", state="SP", status="offline"
-        ),
+        dict(device_id="PD000003", occurred_at=at, machine_type="PD", state="SP", status="offline"),
         # snapshot 10:05: only AT1
         dict(
             device_id="AT000001",
