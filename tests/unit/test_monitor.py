@@ -48,3 +48,15 @@ def test_no_baseline_until_history_snapshots_exist() -> None:
     assert young is not None
     assert (young.baseline_share, young.breached) == (None, False)
     assert "baseline needs 4 earlier snapshots" in young.render()
+
+
+def test_a_monitor_that_cannot_run_reports_nothing_and_never_raises(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from lake_config.settings import Settings
+    from monitoring.online_share import check_safely
+
+    nowhere = Settings(env="test", database_url="postgresql://postgres@127.0.0.1:9/none")
+    with caplog.at_level("WARNING", logger="tlake.monitor"):
+        assert check_safely(nowhere) is None
+    assert "online-share monitor skipped: OperationalError" in caplog.text
