@@ -578,9 +578,10 @@ def test_quality_gives_the_newest_result_of_each_rule(
     )
     assert results["battery_out_of_range"]["column"] == "battery_pct"
     assert results["missing_event_id"]["passed"] is True
+    # Every declared rule has a result (the pipeline records them all on each run); other
+    # modules of the session may add their own rules' results for this table too.
     declared = {e.rule for e in SILVER_DEVICE_EVENTS.expectations}
-    assert set(results) <= declared
-    assert len(set(results)) > 2  # the pipeline's own results for the other rules
+    assert declared <= set(results)
 
 
 # --- catalog -------------------------------------------------------------------------------------
