@@ -59,13 +59,21 @@ def _require_rfc3339(value: Any) -> Any:
     return value
 
 
+# Client timestamps must fit every engine downstream: Sail holds timestamps as 64-bit
+# nanoseconds (years 1677-2262), and an event outside them would fail a whole Spark stage.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)  # exclusive
+TIMESTAMP_RANGE = "must lie between 1900-01-01 and 2199-12-31 (UTC)"
+
+
 def _to_utc(value: datetime) -> datetime:
     try:
-        return value.astimezone(UTC)
+        utc = value.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before year 1 in UTC
-        raise PydanticCustomError(
-            "timestamp_range", "must lie between years 1 and 9999 in UTC"
-        ) from None
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise PydanticCustomError("timestamp_range", TIMESTAMP_RANGE)
+    return utc
 
 
 def _scalar(value: Any) -> Any:

@@ -125,6 +125,18 @@ def merge(
     return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
 
+def bounded_timestamp(text: Column) -> Column:
+    """An RFC 3339 text column as a timestamp, null when unparseable or outside 1900-2199.
+
+    Sail holds timestamps as 64-bit nanoseconds and fails the whole query on a value outside
+    years 1677-2262 instead of answering null, so the year is checked on the text first.
+    """
+    from pyspark.sql import functions as F
+
+    year = F.substring(text, 1, 4).try_cast("int")
+    return F.when(year.between(1900, 2199), F.try_to_timestamp(text))
+
+
 def key_dates(object_keys: Sequence[str]) -> list[date] | None:
     """The `dt=` dates of raw object keys, or None when any key lacks one (no pruning then)."""
     found: set[date] = set()

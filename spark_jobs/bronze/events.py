@@ -64,8 +64,8 @@ def classify(lines_df: DataFrame, run_id: str) -> DataFrame:
     parsed = lines_df.select(F.col("value").alias("line"), env.alias("e")).select(
         "line",
         "e.*",
-        F.try_to_timestamp(F.col("e.received_at")).alias("received_ts"),
-        F.try_to_timestamp(F.col("e.sent_at")).alias("sent_ts"),
+        lake.bounded_timestamp(F.col("e.received_at")).alias("received_ts"),
+        lake.bounded_timestamp(F.col("e.sent_at")).alias("sent_ts"),
         F.from_json(F.col("e.event"), EVENT_IDS_DDL).alias("ids"),
     )
     # Sail yields a null struct for a malformed line, JVM Spark a struct of nulls: test fields.

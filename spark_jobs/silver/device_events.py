@@ -69,6 +69,12 @@ KNOWN_SECTION_FIELDS = {
 CRITICAL_BATTERY_PCT = 10.0
 LOW_BATTERY_PCT = 20.0
 DEFAULT_CLOCK_SKEW_THRESHOLD_S = 60.0  # Settings.clock_skew_threshold_s
+# Timestamps silver keeps (the API's bounds, well inside Sail's 64-bit-nanosecond years
+# 1677-2262): epoch milliseconds of 1900-01-01 and 2200-01-01 (exclusive). A clock-skew shift
+# never leaves them, and a device time outside them (landed before the API bounded it) is
+# unparseable, hence quarantined, instead of failing the stage.
+EARLIEST_MS = -2_208_988_800_000
+LATEST_MS = 7_258_118_400_000
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,7 @@ def classify(
         ev["device_id"].alias("device_id"),
         ev["event_type"].alias("event_type"),
         ev["occurred_at"].alias("occurred_at_text"),
-        F.try_to_timestamp(ev["occurred_at"]).alias("device_occurred_at"),
+        lake.bounded_timestamp(ev["occurred_at"]).alias("device_occurred_at"),
         ev["app"]["name"].alias("app_name"),
         ev["app"]["version"].alias("app_version"),
         ev["device"]["os"].alias("os"),
@@ -145,14 +151,20 @@ def classify(
         F.when(F.col("is_object"), F.col("payload")).alias("object_payload"),
     ).drop("ev")
     skew_ms = F.unix_millis(F.col("received_at")) - F.unix_millis(F.col("sent_at"))
-    corrected = F.coalesce(F.abs(skew_ms) > F.lit(int(clock_skew_threshold_s * 1000)), F.lit(False))
+    shifted_ms = F.unix_millis(F.col("device_occurred_at")) + skew_ms
+    # A shift never leaves the years every engine and client can hold (the API admits any
+    # time in years 1-9999): such an event keeps its device time, uncorrected.
+    representable = (shifted_ms >= EARLIEST_MS) & (shifted_ms < LATEST_MS)
+    corrected = F.coalesce(
+        (F.abs(skew_ms) > F.lit(int(clock_skew_threshold_s * 1000))) & representable,
+        F.lit(False),
+    )
     flat = flat.withColumns(
         {
             "clock_skew_corrected": corrected & F.col("device_occurred_at").isNotNull(),
-            "occurred_at": F.when(
-                corrected,
-                F.timestamp_millis(F.unix_millis(F.col("device_occurred_at")) + skew_ms),
-            ).otherwise(F.col("device_occurred_at")),
+            "occurred_at": F.when(corrected, F.timestamp_millis(shifted_ms)).otherwise(
+                F.col("device_occurred_at")
+            ),
         }
     )
     lag_ms = F.unix_millis(F.col("received_at")) - F.unix_millis(F.col("occurred_at"))

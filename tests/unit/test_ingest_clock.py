@@ -208,7 +208,7 @@ def test_mqtt_bridge_applies_the_same_rule_without_skew() -> None:
 
 # --- timestamps at the ends of time (an OverflowError was a 500) --------------------------------
 
-OUT_OF_RANGE = "a timestamp is outside years 1-9999 once converted to UTC"
+OUT_OF_RANGE = "must lie between 1900-01-01 and 2199-12-31 (UTC)"
 
 
 def test_an_envelope_sent_at_beyond_year_9999_in_utc_is_400() -> None:
@@ -226,7 +226,20 @@ def test_an_occurred_at_before_year_1_in_utc_rejects_that_event_only() -> None:
     batch = validate_batch(orjson.dumps(doc), SETTINGS, TOKENIZER, received_at=RECEIVED)
 
     assert [r["status"] for r in batch.results] == ["accepted", "rejected"]
-    assert batch.results[1]["errors"] == [{"field": "event", "message": OUT_OF_RANGE}]
+    assert batch.results[1]["errors"] == [{"field": "occurred_at", "message": OUT_OF_RANGE}]
+
+
+@pytest.mark.parametrize("occurred_at", ["1899-12-31T23:59:59Z", "2200-01-01T00:00:00Z"])
+def test_an_occurred_at_outside_what_the_lake_holds_rejects_that_event_only(
+    occurred_at: str,
+) -> None:
+    odd = {**event(RECEIVED, 1), "occurred_at": occurred_at}
+    doc = {"sent_at": rfc3339(RECEIVED), "events": [event(RECEIVED), odd]}
+
+    batch = validate_batch(orjson.dumps(doc), SETTINGS, TOKENIZER, received_at=RECEIVED)
+
+    assert [r["status"] for r in batch.results] == ["accepted", "rejected"]
+    assert batch.results[1]["errors"] == [{"field": "occurred_at", "message": OUT_OF_RANGE}]
 
 
 @pytest.mark.parametrize("message_type", [None, "track"])

@@ -336,3 +336,39 @@ def test_stream_rolling_averages_are_time_based(spark: SparkSession) -> None:
     assert got[30]["rolling_avg_long"] == pytest.approx(25.0)  # 0, 5, 9, 30
     assert got[65]["rolling_avg_long"] == pytest.approx(40.0)  # (5 s .. 65 s]: 9, 30, 65
     assert got[65]["rolling_avg_short"] == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize(
+    ("occurred", "sent_offset"),
+    [
+        ("1900-01-01T00:30:00Z", timedelta(hours=2)),  # shifting back would leave 1900
+        ("2199-12-31T23:00:00Z", timedelta(hours=-2)),  # shifting on would reach 2200
+    ],
+)
+def test_a_clock_shift_never_leaves_the_years_silver_keeps(
+    spark: SparkSession, occurred: str, sent_offset: timedelta
+) -> None:
+    event = {**_fleet_event(1), "occurred_at": occurred}
+    received = datetime(2024, 5, 1, 12, tzinfo=UTC)
+    bronze = _bronze(spark, ("fleet/1", event), received=received, sent=received + sent_offset)
+
+    (row,) = device_events.transform(bronze).rows.collect()
+
+    assert row["clock_skew_corrected"] is False
+    assert row["occurred_at"] == row["device_occurred_at"]
+
+
+@pytest.mark.parametrize("occurred", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"])
+def test_a_device_time_no_engine_can_hold_is_quarantined_not_a_failed_stage(
+    spark: SparkSession, occurred: str
+) -> None:
+    # Landed before the API bounded timestamps: Sail would fail the whole query on it.
+    odd = {**_fleet_event(1), "occurred_at": occurred}
+    bronze = _bronze(spark, ("fleet/1", odd), ("fleet/1", _fleet_event(2)))
+
+    rows, quarantine = device_events.transform(bronze)
+
+    assert [r["event_id"] for r in rows.collect()] == ["f2"]
+    assert [(q["event_id"], q["rule"]) for q in quarantine.collect()] == [
+        ("f1", "invalid_occurred_at")
+    ]
