@@ -12,6 +12,7 @@ Two engines, one code path for the jobs:
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from lake_config.errors import EngineError
@@ -61,17 +62,37 @@ def classic_conf(settings: Settings, *, with_packages: bool = True) -> dict[str,
     return conf
 
 
+_CONNECT_SESSIONS: dict[str, SparkSession] = {}
+_CONNECT_LOCK = threading.Lock()
+
+
+def _connect_session(remote: str) -> SparkSession:
+    """One Spark Connect session per server URL and process, kept for the process's life.
+
+    Not getOrCreate(): it hands back any live session, whatever server it talks to. Not a new
+    session per call either: pyspark 4.0 shuts down the release thread pool that every
+    session's result iterators share when *any* session is garbage-collected
+    (`SparkSession.__del__` -> `client.close()`), and a query running in another session at
+    that moment fails with "cannot schedule new futures after shutdown".
+    """
+    from pyspark.sql import SparkSession
+
+    with _CONNECT_LOCK:
+        spark = _CONNECT_SESSIONS.get(remote)
+        if spark is None or spark.client.is_closed:  # type: ignore[operator]
+            spark = SparkSession.builder.remote(remote).create()
+            spark.conf.set("spark.sql.session.timeZone", "UTC")
+            _CONNECT_SESSIONS[remote] = spark
+        return spark
+
+
 def build_session(settings: Settings, *, app_name: str = "tlake") -> SparkSession:
     """A SparkSession for the configured engine; raises EngineError when none can be built."""
     from pyspark.sql import SparkSession
 
     try:
         if is_connect(settings):
-            # create(), not getOrCreate(): the latter hands back any live session, whatever
-            # server it talks to.
-            spark = SparkSession.builder.remote(settings.spark_remote).create()
-            spark.conf.set("spark.sql.session.timeZone", "UTC")
-            return spark
+            return _connect_session(settings.spark_remote)
         builder = SparkSession.builder.master(settings.spark_master).appName(app_name)
         for key, value in classic_conf(settings).items():
             builder = builder.config(key, value)

@@ -27,15 +27,21 @@ def _default_settings_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[N
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[SparkSession]:
-    """A Spark Connect session on an in-process Sail server (no storage, pure transforms only)."""
+def sail_remote() -> Iterator[str]:
+    """The URL of an in-process Sail Spark Connect server (no storage, pure transforms only)."""
     from pysail.spark import SparkConnectServer
 
     server = SparkConnectServer(ip="127.0.0.1", port=0)
     server.start(background=True)
     host, port = server.listening_address
-    session = SparkSession.builder.remote(f"sc://{host}:{port}").getOrCreate()
+    yield f"sc://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def spark(sail_remote: str) -> Iterator[SparkSession]:
+    """A Spark Connect session on the in-process Sail server."""
+    session = SparkSession.builder.remote(sail_remote).getOrCreate()
     session.conf.set("spark.sql.session.timeZone", "UTC")
     yield session
     session.stop()
-    server.stop()
