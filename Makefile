@@ -71,6 +71,7 @@ lint: setup ## ruff (lint + format check) and mypy
 bench: setup ## Benchmarks (print figures as ratios against an in-run baseline)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/engines.py
 
 airflow: setup ## Airflow standalone (UI on :8080) with our dags folder, for watching runs
 	$(BIN)/tlake airflow-standalone

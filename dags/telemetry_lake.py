@@ -1,14 +1,16 @@
-"""Telemetry Lake: reconcile, claim new raw objects, bronze -> silver -> gold, finish, monitor.
+"""Telemetry Lake: reconcile, claim new raw objects, bronze -> silver -> quality -> gold, finish,
+monitor.
 
 One run claims what arrived, carries exactly those objects through the three layers and marks them
-processed only after gold committed. Every task calls one `spark_jobs.pipeline` stage with the same
-lake run id, and every stage is idempotent for that id, so a retried or cleared task redoes its own
-work and nothing else. When nothing is pending, `claim` short-circuits: the stages are skipped and
-the run still succeeds. When a stage still fails after its retries, `release` hands the claimed
-objects back to the registry (pending again, or failed after `max_attempts`) instead of letting
-them sit until their lease runs out. `reconcile` runs first, so an object PUT but never registered
-(a crash between the two) is claimed by this very run, and a pending row whose object is gone is
-marked failed instead of being claimed.
+processed only after gold committed; between silver and gold, `quality` checks what silver
+committed (spark_jobs.checks) and stops the run before gold when a `fail` check broke. Every task
+calls one `spark_jobs.pipeline` stage with the same lake run id, and every stage is idempotent for
+that id, so a retried or cleared task redoes its own work and nothing else. When nothing is
+pending, `claim` short-circuits: the stages are skipped and the run still succeeds. When a stage
+still fails after its retries, `release` hands the claimed objects back to the registry (pending
+again, or failed after `max_attempts`) instead of letting them sit until their lease runs out.
+`reconcile` runs first, so an object PUT but never registered (a crash between the two) is claimed
+by this very run, and a pending row whose object is gone is marked failed instead of being claimed.
 
 This file only declares: Spark, boto3, psycopg and our settings are imported inside the tasks, so
 the DAG processor parses it in milliseconds and without any service.
@@ -51,7 +53,7 @@ def alert_on_failure(context: dict) -> None:
 
 @dag(
     dag_id=DAG_ID,
-    description="Raw objects -> bronze -> silver -> gold, exactly once per object",
+    description="Raw objects -> bronze -> silver -> quality -> gold, exactly once per object",
     schedule="*/15 * * * *",
     start_date=datetime(2026, 1, 1),
     catchup=False,
@@ -114,6 +116,11 @@ def telemetry_lake() -> None:
         return _stage("silver", lake_run_id)
 
     @task
+    def quality(lake_run_id: str) -> dict:
+        """Run checks over what silver committed (dq_results); `fail` stops before gold."""
+        return _stage("quality", lake_run_id)
+
+    @task
     def gold(lake_run_id: str) -> dict:
         """Affected (device, hour) -> gold.device_hourly and analytics.device_hourly."""
         return _stage("gold", lake_run_id)
@@ -167,7 +174,13 @@ def telemetry_lake() -> None:
 
     lake_run_id = claim()
     reconcile() >> lake_run_id
-    stages = [bronze(lake_run_id), silver(lake_run_id), gold(lake_run_id), finish(lake_run_id)]
+    stages = [
+        bronze(lake_run_id),
+        silver(lake_run_id),
+        quality(lake_run_id),
+        gold(lake_run_id),
+        finish(lake_run_id),
+    ]
     chain(*stages)
     stages >> release()
     stages[-1] >> monitor()

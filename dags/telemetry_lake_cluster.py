@@ -1,11 +1,11 @@
 """Telemetry Lake on a Spark cluster: the same run, with each Spark stage sent by spark-submit.
 
-The shape is `telemetry_lake`'s: claim -> bronze -> silver -> gold -> finish, and `release` when a
-stage failed for good. Claim, finish and release only touch the PostgreSQL registry, so they run on
-the Airflow worker; the three Spark stages are submitted through the `spark_default` connection
-(`TLAKE_SPARK_MASTER`: `spark://host:7077`, `yarn`, `k8s://...`) with Delta and S3A on the
-classpath. Each stage job takes `--run-id` and builds a classic session (TLAKE_SPARK_REMOTE empty)
-that reads the lake through `s3a://`.
+The shape is `telemetry_lake`'s: claim -> bronze -> silver -> quality -> gold -> finish, and
+`release` when a stage failed for good. Claim, finish and release only touch the PostgreSQL
+registry, so they run on the Airflow worker; the four Spark stages are submitted through the
+`spark_default` connection (`TLAKE_SPARK_MASTER`: `spark://host:7077`, `yarn`, `k8s://...`) with
+Delta and S3A on the classpath. Each stage job takes `--run-id` and builds a classic session
+(TLAKE_SPARK_REMOTE empty) that reads the lake through `s3a://`.
 
 Not scheduled (`schedule=None`): trigger it where a cluster exists. Job files are taken from the
 Airflow Variable `tlake_jobs_dir` (default: this checkout's `spark_jobs/`), and the driver must be
@@ -30,6 +30,7 @@ JOBS_DIR = f"{{{{ var.value.get('tlake_jobs_dir', '{_CHECKOUT_JOBS_DIR}') }}}}"
 STAGE_JOBS = {
     "bronze": "bronze/events.py",
     "silver": "silver/device_events.py",
+    "quality": "checks.py",
     "gold": "gold/device_hourly.py",
 }
 

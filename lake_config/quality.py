@@ -172,3 +172,60 @@ SILVER_DEVICE_EVENTS_EXPECTATIONS: tuple[Expectation, ...] = (
         order_by=("received_at", "object_key", "line_no"),
     ),
 )
+
+
+# --- run checks: after the silver commit, before gold ------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunCheck:
+    """A rule over what a run committed, checked by the `quality` stage (spark_jobs.checks).
+
+    Row expectations judge one row before its stage commits; a run check compares tables after
+    the silver commit: that nothing the run accepted is missing, that references resolve. It
+    counts rows checked and failed into analytics.dq_results like an expectation; `fail` stops
+    the run before gold (its claims are released and the next run redoes it), `warn` only
+    counts. `quarantine` has no meaning here: the rows are already committed.
+    """
+
+    rule: str
+    table: str
+    dimension: Dimension
+    action: Literal["warn", "fail"]
+    description: str
+
+
+RUN_CHECKS: tuple[RunCheck, ...] = (
+    RunCheck(
+        "silver_holds_accepted",
+        "silver.device_events",
+        "integrity",
+        "fail",
+        "every event of the run that passed the row rules is in silver.device_events "
+        "(this copy or an earlier one): nothing the run accepted was lost",
+    ),
+    RunCheck(
+        "quarantine_holds_rejected",
+        "quarantine.events",
+        "integrity",
+        "fail",
+        "every line of the run that broke a quarantining rule is in quarantine.events "
+        "under that rule",
+    ),
+    RunCheck(
+        "source_table_complete",
+        "silver.device_events",
+        "consistency",
+        "fail",
+        "every event of an origin source that the run put in silver.device_events is in that "
+        "source's own silver table too",
+    ),
+    RunCheck(
+        "heartbeat_device_inventoried",
+        "silver.fleet_status",
+        "integrity",
+        "warn",
+        "referential: a fleet heartbeat comes from a machine with an inventory record "
+        "(in the same run, or already in gold.fleet_devices.inventoried_at)",
+    ),
+)

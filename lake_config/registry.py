@@ -184,14 +184,15 @@ def apply_migrations(settings: Settings) -> list[str]:
 
 
 @contextmanager
-def commit_lock(settings: Settings, resource: str) -> Iterator[None]:
+def commit_lock(settings: Settings, resource: str, *, shared: bool = False) -> Iterator[None]:
     """Hold the cluster-wide lock on `resource` (a Delta table's URI) while the block runs.
 
     Sail commits to a Delta log with put-if-absent and neither retries nor rebases: two runs
     committing to one table at once end with one of them failing ("Failed to commit
     transaction"). Writers therefore take this PostgreSQL advisory lock around each commit, so
     concurrent runs queue per table instead of failing. The lock lives in a session of its own
-    and dies with it, so a killed writer never leaves a table locked.
+    and dies with it, so a killed writer never leaves a table locked. `shared` holders exclude
+    only the exclusive one (`tlake reprocess` holds the silver-writers lock that way).
     """
     try:
         conn = psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10)
@@ -199,9 +200,8 @@ def commit_lock(settings: Settings, resource: str) -> Iterator[None]:
         raise RegistryError(f"registry unavailable for the commit lock: {exc}") from exc
     try:
         try:
-            conn.execute(
-                "select pg_advisory_lock(hashtextextended(%s, 0))", (f"tlake.commit:{resource}",)
-            )
+            take = "pg_advisory_lock_shared" if shared else "pg_advisory_lock"
+            conn.execute(f"select {take}(hashtextextended(%s, 0))", (f"tlake.commit:{resource}",))
         except psycopg.Error as exc:
             raise RegistryError(f"cannot take the commit lock on {resource}: {exc}") from exc
         yield
@@ -474,6 +474,68 @@ class Registry:
                 (run_id,),
             ).fetchall()
         return [ClaimedObject(**r) for r in rows]
+
+    def claim_for_reprocess(
+        self,
+        run_id: str,
+        object_keys: Sequence[str],
+        received: tuple[datetime, datetime],
+        hold: RunHold,
+    ) -> list[ClaimedObject]:
+        """Take processed objects back for `run_id` to derive again (`tlake reprocess`).
+
+        Claims, session-tied to `hold`, every processed object among `object_keys` (those with
+        silver rows in the range) or received in [received[0], received[1]). Raises
+        RegistryError, claiming nothing, when one of `object_keys` is not processed: its rows
+        would be deleted and another run, not this one, would have to put them back.
+        """
+        if hold.run_id != run_id:
+            raise ValueError(f"hold of run {hold.run_id!r} cannot tie claims of run {run_id!r}")
+        params = {
+            "keys": list(object_keys),
+            "start": received[0],
+            "end": received[1],
+            "run_id": run_id,
+            "lease": self.settings.claim_lease_seconds,
+        }
+        with self.connection() as conn, conn.transaction():
+            rows = conn.execute(
+                """
+                select object_id, object_key, status, claimed_by
+                from registry.raw_objects
+                where object_key = any(%(keys)s::text[])
+                   or (received_at >= %(start)s and received_at < %(end)s)
+                order by object_id
+                for update
+                """,
+                params,
+            ).fetchall()
+            wanted = set(object_keys)
+            busy = [r for r in rows if r["object_key"] in wanted and r["status"] != "processed"]
+            if busy:
+                shown = ", ".join(
+                    f"{r['object_key']} ({r['status']}"
+                    + (f" by {r['claimed_by']})" if r["status"] == "processing" else ")")
+                    for r in busy[:5]
+                )
+                raise RegistryError(
+                    f"{len(busy)} object(s) with events in the range are not processed yet: "
+                    f"{shown}; let the running pipeline finish (or `tlake files retry --failed`) "
+                    "and reprocess again"
+                )
+            ids = [r["object_id"] for r in rows if r["status"] == "processed"]
+            taken = conn.execute(
+                """
+                update registry.raw_objects as o
+                set status = 'processing', claimed_by = %(run_id)s, claimed_at = now(),
+                    lease_expires_at = now() + make_interval(secs => %(lease)s),
+                    session_tied = true, attempts = 1, last_error = null
+                where o.object_id = any(%(ids)s::bigint[]) and o.status = 'processed'
+                returning o.object_id, o.object_key, o.source, o.event_count, o.attempts
+                """,
+                {**params, "ids": ids},
+            ).fetchall()
+        return sorted((ClaimedObject(**r) for r in taken), key=lambda c: c.object_id)
 
     def mark_processed(self, run_id: str) -> int:
         """Mark every object `run_id` still holds as processed; returns how many."""

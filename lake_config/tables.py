@@ -35,6 +35,9 @@ class Table:
     pruning_keys: tuple[str, ...] = field(default=())  # partition columns matched in MERGE
     # Data-quality rules the owning stage checks before it commits (lake_config.quality).
     expectations: tuple[Expectation, ...] = ()
+    # Gold: the column placing each row in time, so `tlake reprocess` can clear a range of
+    # it before recomputing (None: the table is not laid out in time, e.g. an inventory).
+    time_column: str | None = None
 
     @property
     def layer(self) -> str:
@@ -169,6 +172,7 @@ QUARANTINE_EVENTS = Table(
 
 GOLD_DEVICE_HOURLY = Table(
     name="gold.device_hourly",
+    time_column="hour_start",
     path="gold/device_hourly",
     grain="one row per (device_id, hour_start)",
     description="Hourly device activity, battery and network summary; mirrored to Postgres "
@@ -324,11 +328,17 @@ GOLD_FLEET_DEVICES = Table(
         Column("last_seen_at", "timestamp", "Latest report", False),
         Column("last_status", "string", "Status of the latest report"),
         Column("has_error", "boolean", "Error flag of the latest report"),
+        Column(
+            "inventoried_at",
+            "timestamp",
+            "Earliest inventory record; null while only heartbeats came (not in the inventory)",
+        ),
     ),
 )
 
 GOLD_FLEET_SEGMENTS = Table(
     name="gold.fleet_segments",
+    time_column="ts",
     path="gold/fleet_segments",
     grain="one row per (snapshot ts, segment, dimension values)",
     description="Online machines per snapshot and segment (000's segment_timeseries shape: "
@@ -353,6 +363,7 @@ GOLD_FLEET_SEGMENTS = Table(
 
 GOLD_FLEET_ONLINE = Table(
     name="gold.fleet_online",
+    time_column="ts",
     path="gold/fleet_online",
     grain="one row per snapshot ts",
     description="Machines online per snapshot against the inventory known then; the monitor's "
@@ -371,6 +382,7 @@ GOLD_FLEET_ONLINE = Table(
 
 GOLD_STORE_SENSOR_HOURLY = Table(
     name="gold.store_sensor_hourly",
+    time_column="hour_start",
     path="gold/store_sensor_hourly",
     grain="one row per (store, sensor_id, hour_start)",
     description="Door-sensor traffic per hour with failed readings kept apart from zero "
@@ -395,6 +407,7 @@ GOLD_STORE_SENSOR_HOURLY = Table(
 
 GOLD_IOT_SENSOR_MINUTE = Table(
     name="gold.iot_sensor_minute",
+    time_column="minute_start",
     path="gold/iot_sensor_minute",
     grain="one row per (device_id, minute_start)",
     description="One-minute aggregates per IoT sensor; mirrored to analytics.iot_sensor_minute.",
@@ -416,6 +429,7 @@ GOLD_IOT_SENSOR_MINUTE = Table(
 
 GOLD_STREAM_ROLLING = Table(
     name="gold.stream_rolling",
+    time_column="occurred_at",
     path="gold/stream_rolling",
     grain="one row per stream message (event_id)",
     description="Stream values with time-based rolling averages over a short and a long "

@@ -196,6 +196,22 @@ def add_columns(settings: Settings, t: Table, columns: Sequence[Column]) -> list
     return [c.name for c in missing]
 
 
+def delete_rows(settings: Settings, t: Table, predicate: str) -> int:
+    """Delete the rows matching a SQL `predicate` in one commit; returns how many went.
+
+    Through delta-rs because Sail 0.7.2 cannot run DELETE. Only `tlake reprocess` (which then
+    re-derives what it deleted) and tests simulating a lost commit delete rows; the pipeline
+    itself only MERGEs. Holds the table's commit lock.
+    """
+    dt = _open(settings, t)
+    if dt is None:
+        return 0
+    with commit_lock(settings, _spark_uri(settings, t)):
+        dt.update_incremental()  # the newest version, now that no other commit can land
+        metrics = _delta_call(t, "deleting rows", lambda: dt.delete(predicate))
+    return int(metrics.get("num_deleted_rows", 0) or 0)
+
+
 def _spark_uri(settings: Settings, t: Table) -> str:
     """The URI the pipeline's MERGEs lock on, so both queue on one lock per table."""
     from lake_config.spark import table_uri

@@ -17,19 +17,21 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lake_config.errors import RegistryError
-from lake_config.registry import ClaimedObject, Registry, RunHold
+from lake_config.registry import ClaimedObject, Registry, RunHold, commit_lock
 from lake_config.settings import Settings
 from lake_config.spark import build_session
 from spark_jobs.errors import RunError, translated
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+    from spark_jobs.gold.common import Touched
 
 # Fault injection for tests only: with TLAKE_CRASH_AFTER=<point>, `run_once` SIGKILLs its own
 # process right after that point committed, so a test can stop a real `tlake run` at an exact
@@ -173,6 +175,13 @@ def silver(settings: Settings, run_id: str) -> StageResult:
         return _silver(run, run_id)
 
 
+def quality(settings: Settings, run_id: str) -> StageResult:
+    """Run checks over what silver committed for the run (spark_jobs.checks); a broken `fail`
+    check raises QualityError, so gold does not run."""
+    with _opened(settings) as run:
+        return _quality(run, run_id)
+
+
 def gold(settings: Settings, run_id: str) -> StageResult:
     """The keys the run's events touch -> every gold table (spark_jobs.gold.GOLD_JOBS) and its
     PostgreSQL mirror."""
@@ -193,7 +202,7 @@ def fail(settings: Settings, run_id: str, error: str) -> int:
 
 
 def run_once(settings: Settings, *, run_id: str | None = None) -> RunSummary:
-    """Claim, bronze, silver, gold, finish. Raises RunError after releasing the claims.
+    """Claim, bronze, silver, quality, gold, finish. Raises RunError after releasing the claims.
 
     The run holds its registry session for its whole life (lake_config.registry.RunHold), so
     if this process dies its claims are taken by the next run at once, not at lease expiry.
@@ -222,6 +231,9 @@ def run_once(settings: Settings, *, run_id: str | None = None) -> RunSummary:
             run.heartbeat()
             s = _silver(run, run_id)
             _maybe_crash(crash_after, stage)
+            stage = "quality"
+            run.heartbeat()
+            q = _quality(run, run_id)
             stage = "gold"
             run.heartbeat()
             g = _gold(run, run_id)
@@ -242,7 +254,7 @@ def run_once(settings: Settings, *, run_id: str | None = None) -> RunSummary:
         quarantined=b.rows_quarantined + s.rows_quarantined,
         processed=processed,
         duration_s=time.monotonic() - started,
-        stages=(b, s, g),
+        stages=(b, s, q, g),
     )
 
 
@@ -282,22 +294,40 @@ def _bronze(run: _Run, run_id: str) -> StageResult:
     return _staged(run, run_id, "bronze", work)
 
 
-def _silver(run: _Run, run_id: str) -> StageResult:
+def _silver(run: _Run, run_id: str, *, lock: bool = True) -> StageResult:
+    """`lock`: hold the silver-writers lock shared (off only for `tlake reprocess`, which holds
+    it exclusively around its own silver stage)."""
+    from spark_jobs.reprocess import SILVER_WRITERS
     from spark_jobs.silver import device_events
 
     def work(objects: list[ClaimedObject]) -> _Counts:
-        c = device_events.load(run.spark, run.settings, run_id, _keys(objects))
+        with commit_lock(run.settings, SILVER_WRITERS, shared=True) if lock else nullcontext():
+            c = device_events.load(run.spark, run.settings, run_id, _keys(objects))
         return _Counts(c.rows_in, c.written, c.quarantined)
 
     return _staged(run, run_id, "silver", work)
 
 
-def _gold(run: _Run, run_id: str) -> StageResult:
+def _quality(run: _Run, run_id: str) -> StageResult:
+    from spark_jobs import checks
+
+    def work(objects: list[ClaimedObject]) -> _Counts:
+        c = checks.load(run.spark, run.settings, run_id, _keys(objects))
+        return _Counts(c.rows_checked, 0)
+
+    return _staged(run, run_id, "quality", work)
+
+
+def _gold(run: _Run, run_id: str, *, also: Touched | None = None) -> StageResult:
+    """`also`: keys to recompute besides the run's own (`tlake reprocess`: what a cleared range
+    held before)."""
     from spark_jobs.gold import GOLD_JOBS
     from spark_jobs.gold.common import NOTHING, of_run
 
     def work(objects: list[ClaimedObject]) -> _Counts:
         touched = of_run(run.spark, run.settings, _keys(objects))
+        if also is not None:
+            touched = touched | also
         total = NOTHING
         for job in GOLD_JOBS:  # each skips at once when the run has none of its events
             total += job(run.spark, run.settings, touched)

@@ -167,8 +167,8 @@ def record(database_url: str, run_id: str, found: Sequence[RuleResult], at: date
         )
 
 
-def enforce(found: Sequence[RuleResult]) -> None:
-    """Raise QualityError naming every `fail` rule that rows broke."""
+def enforce(found: Sequence[RuleResult], *, outcome: str = "nothing committed") -> None:
+    """Raise QualityError naming every `fail` rule that rows broke, and what that stopped."""
     broken = [r for r in found if r.action == "fail" and r.rows_failed]
     if broken:
         detail = "; ".join(
@@ -176,4 +176,4 @@ def enforce(found: Sequence[RuleResult]) -> None:
             f"{r.rows_checked} rows"
             for r in broken
         )
-        raise QualityError(f"quality gate: {detail}; nothing committed")
+        raise QualityError(f"quality gate: {detail}; {outcome}")

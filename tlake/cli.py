@@ -130,7 +130,7 @@ def keys_create(
 def run(
     limit: Annotated[int | None, typer.Option(help="Claim at most this many objects")] = None,
 ) -> None:
-    """One pipeline pass over pending raw objects: bronze → silver → gold."""
+    """One pipeline pass over pending raw objects: bronze → silver → quality → gold."""
     from spark_jobs import pipeline
     from spark_jobs.errors import SparkJobError
 
@@ -148,6 +148,33 @@ def run(
         verdict = check_safely(settings)  # never raises: the run itself succeeded
         if verdict is not None:
             console.print(f"  monitor {verdict.render()}")
+
+
+@app.command()
+def reprocess(
+    since: Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], help="First event date (UTC)")],
+    until: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Last event date, inclusive (default: --since)"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count the objects that would be derived again")
+    ] = False,
+) -> None:
+    """Rebuild silver and gold for a range of event dates from bronze, idempotently."""
+    from spark_jobs import reprocess as rebuild
+    from spark_jobs.errors import SparkJobError
+
+    try:
+        result = rebuild.reprocess(
+            get_settings(),
+            since.date(),
+            until.date() if until else None,
+            dry_run=dry_run,
+        )
+    except (SparkJobError, LakeConfigError, ValueError) as exc:
+        _fail(exc)
+    console.print(result.render())
 
 
 @app.command()
@@ -356,7 +383,7 @@ def dag(
         result = airflow.run_dag(get_settings(), dag_id)
     except LakeConfigError as exc:
         _fail(exc)
-    order = ["reconcile", "claim", "bronze", "silver", "gold", "finish", "release"]
+    order = ["reconcile", "claim", "bronze", "silver", "quality", "gold", "finish", "release"]
     rank = {task_id: i for i, task_id in enumerate(order)}
     table = Table("task", "state")
     for task_id in sorted(result.task_states, key=lambda t: (rank.get(t, len(order)), t)):

@@ -55,6 +55,16 @@ class Touched:
     def empty(self) -> bool:
         return self.rows.num_rows == 0
 
+    def __or__(self, other: Touched) -> Touched:
+        """Both sets of keys (repeats are harmless: every use takes distinct values)."""
+        import pyarrow as pa
+
+        if other.empty:
+            return self
+        if self.empty:
+            return other
+        return Touched(pa.concat_tables([self.rows, other.rows.cast(self.rows.schema)]))
+
     def of(self, family: str | None) -> Touched:
         """Only the rows of one schema family (`mobile`, `fleet`, ...); None keeps them all."""
         import pyarrow.compute as pc

@@ -84,6 +84,9 @@ def transform_devices(fleet_df: DataFrame) -> DataFrame:
         F.row_number().over(newest_first).alias("n"),
         F.min("occurred_at").over(whole).alias("first_seen_at"),
         F.max("occurred_at").over(whole).alias("last_seen_at"),
+        F.min(F.when(F.col("event_type") == "inventory", F.col("occurred_at")))
+        .over(whole)
+        .alias("inventoried_at"),
         F.col("status").alias("last_status"),
     )
     return lake.conform(ranked.where(F.col("n") == 1), GOLD_FLEET_DEVICES)
@@ -178,6 +181,8 @@ def _fold(new: str) -> dict[str, str]:
     return {
         "first_seen_at": f"least(t.first_seen_at, {new}.first_seen_at)",
         "last_seen_at": f"greatest(t.last_seen_at, {new}.last_seen_at)",
+        # least() skips nulls on both engines and in PostgreSQL: the earliest record wins.
+        "inventoried_at": f"least(t.inventoried_at, {new}.inventoried_at)",
         **{c: f"case when {newer} then {new}.{c} else t.{c} end" for c in LATEST},
     }
 

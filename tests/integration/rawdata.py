@@ -29,6 +29,7 @@ def raw_object(
     source: str = "mobile",
     sent_at: datetime | None = None,
     extra_lines: Sequence[str] = (),
+    schema_version: str = SCHEMA_VERSION,
 ) -> tuple[str, uuid.UUID, bytes]:
     """Key, batch id and gzip body of one raw object; `extra_lines` are appended verbatim."""
     batch_id = batch_id or uuid.uuid4()
@@ -38,7 +39,7 @@ def raw_object(
         object_key=key,
         batch_id=batch_id,
         source=source,
-        schema_version=SCHEMA_VERSION,
+        schema_version=schema_version,
         received_at=received_at,
         sent_at=sent_at,
     )

@@ -96,7 +96,7 @@ def test_one_dag_run_carries_landed_objects_into_the_serving_table(
     result = run_dag(airflow)
 
     assert result.state == "success", f"see {result.log_path}"
-    stages = ["claim", "bronze", "silver", "gold", "finish"]
+    stages = ["claim", "bronze", "silver", "quality", "gold", "finish"]
     assert result.task_states == {
         **dict.fromkeys(["reconcile", *stages, "monitor"], "success"),
         "release": "skipped",
@@ -130,7 +130,9 @@ def test_a_run_with_nothing_pending_skips_the_stages_and_succeeds(airflow: Setti
     assert result.task_states == {
         "reconcile": "success",
         "claim": "success",
-        **dict.fromkeys(["bronze", "silver", "gold", "finish", "monitor", "release"], "skipped"),
+        **dict.fromkeys(
+            ["bronze", "silver", "quality", "gold", "finish", "monitor", "release"], "skipped"
+        ),
     }
     assert result.xcoms["claim"] is None
 
@@ -150,7 +152,7 @@ def test_a_stage_that_fails_for_good_releases_the_claims_and_fails_the_run(
         "reconcile": "failed",  # it cannot list the missing bucket either; claim runs anyway
         "claim": "success",
         "bronze": "failed",
-        **dict.fromkeys(["silver", "gold", "finish", "monitor"], "upstream_failed"),
+        **dict.fromkeys(["silver", "quality", "gold", "finish", "monitor"], "upstream_failed"),
         "release": "failed",
     }
     status, attempts, error = statuses(registry, [key])[key]

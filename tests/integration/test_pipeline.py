@@ -175,7 +175,8 @@ def test_a_run_loads_its_claimed_objects_and_marks_them_processed(lake: Lake, de
             (summary.run_id,),
         ).fetchall()
     assert [(s["stage"], s["status"], s["objects"]) for s in stages] == [
-        (stage, "succeeded", 2) for stage in ("claim", "bronze", "silver", "gold", "finish")
+        (stage, "succeeded", 2)
+        for stage in ("claim", "bronze", "silver", "quality", "gold", "finish")
     ]
 
 

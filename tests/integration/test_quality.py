@@ -10,7 +10,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from lake_config.quality import Expectation
+from lake_config.quality import RUN_CHECKS, Expectation
 from lake_config.registry import Registry
 from lake_config.settings import Settings
 from lake_config.spark import table_uri
@@ -18,6 +18,7 @@ from lake_config.storage import ObjectStore
 from lake_config.tables import SILVER_DEVICE_EVENTS
 from spark_jobs import pipeline
 from spark_jobs.errors import QualityError
+from spark_jobs.maintenance import delete_rows
 from spark_jobs.silver import device_events
 from tests.integration import rawdata
 
@@ -78,7 +79,9 @@ def test_a_run_records_every_declared_rule_in_dq_results(
     summary = pipeline.run_once(settings)
 
     got = _dq(drained, summary.run_id)
-    assert set(got) == {e.rule for e in SILVER_DEVICE_EVENTS.expectations}
+    assert set(got) == {e.rule for e in SILVER_DEVICE_EVENTS.expectations} | {
+        c.rule for c in RUN_CHECKS if c.table == "silver.device_events"
+    }
     assert got["battery_out_of_range"] == ("validity", "quarantine", 4, 1)
     assert got["duplicate_event_id"] == ("uniqueness", "warn", 4, 1)
     assert got["stale_event"] == ("timeliness", "warn", 4, 1)
@@ -111,3 +114,92 @@ def test_a_broken_fail_rule_stops_silver_before_its_commit(
     assert silver.where(F.col("device_id").startswith(devices)).count() == 0
     pipeline.fail(settings, run_id, "quality gate")
     assert pipeline.run_once(settings).silver_rows == 2  # the declared rules let both through
+
+
+# --- the quality stage: run checks over what silver committed ----------------------------------
+
+
+def _dq_run(registry: Registry, run_id: str) -> dict[str, tuple[str, int, int]]:
+    with registry.connection() as conn:
+        rows = conn.execute(
+            "select rule, action, rows_checked, rows_failed from analytics.dq_results "
+            "where run_id = %s and rule = any(%s)",
+            (run_id, [c.rule for c in RUN_CHECKS]),
+        ).fetchall()
+    return {r["rule"]: (r["action"], r["rows_checked"], r["rows_failed"]) for r in rows}
+
+
+def _machine_event(machine: str, event_type: str, minutes: int) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "device_id": machine,
+        "event_type": event_type,
+        "occurred_at": (NOW - timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z"),
+        "fleet": {"status": "online", "machine_type": "ATM", "state": "SP"},
+    }
+
+
+def test_heartbeats_of_machines_missing_from_the_inventory_are_counted_not_dropped(
+    settings: Settings, store: ObjectStore, drained: Registry
+) -> None:
+    n = uuid.uuid4().int % 1_000_000
+    known, stray = f"AT{n:06d}", f"PC{n:06d}"
+
+    def land_fleet(events: list[dict[str, Any]]) -> None:
+        rawdata.land(
+            store, drained, events, received_at=NOW, source="fleet", schema_version="fleet/1"
+        )
+
+    land_fleet([_machine_event(known, "inventory", 9), _machine_event(stray, "heartbeat", 8)])
+    first = pipeline.run_once(settings)
+    assert _dq_run(drained, first.run_id)["heartbeat_device_inventoried"] == ("warn", 1, 1)
+    assert first.silver_rows == 2  # warn: the stray heartbeat is kept
+
+    # Next run: the known machine's inventory record is in gold.fleet_devices by now.
+    land_fleet([_machine_event(known, "heartbeat", 5), _machine_event(stray, "heartbeat", 4)])
+    second = pipeline.run_once(settings)
+    got = _dq_run(drained, second.run_id)
+    assert got["heartbeat_device_inventoried"] == ("warn", 2, 1)
+    assert got["silver_holds_accepted"] == ("fail", 2, 0)
+    assert got["source_table_complete"] == ("fail", 2, 0)
+    with drained.connection() as conn:
+        inventoried = conn.execute(
+            "select device_id, inventoried_at from analytics.fleet_devices "
+            "where device_id = any(%s) order by device_id",
+            ([known, stray],),
+        ).fetchall()
+    assert [(r["device_id"], r["inventoried_at"]) for r in inventoried] == [
+        (known, NOW - timedelta(minutes=9)),
+        (stray, None),
+    ]
+
+
+def test_the_quality_stage_stops_gold_when_silver_lost_an_event(
+    settings: Settings, store: ObjectStore, drained: Registry, spark: SparkSession
+) -> None:
+    devices = f"dq-{uuid.uuid4().hex[:6]}"
+    key = _land(store, drained, [_event(devices, 0), _event(devices, 1), _event(devices, 2)])
+    run_id = pipeline.new_run_id()
+    pipeline.claim(settings, run_id)
+    pipeline.bronze(settings, run_id)
+    assert pipeline.silver(settings, run_id).rows_written == 3
+    # A commit that went missing after the MERGE reported success (the fault the check exists
+    # for): one accepted event is no longer in silver.
+    assert delete_rows(settings, SILVER_DEVICE_EVENTS, f"event_id = '{devices}-e1'") == 1
+
+    with pytest.raises(
+        QualityError,
+        match=r"silver.device_events rule silver_holds_accepted \(integrity\) failed for 1 of 3 "
+        r"rows; gold did not run",
+    ):
+        pipeline.quality(settings, run_id)
+
+    assert _dq_run(drained, run_id)["silver_holds_accepted"] == ("fail", 3, 1)
+    pipeline.fail(settings, run_id, "quality gate")
+    # The released object is redone: silver's insert-only MERGE restores what was missing.
+    again = pipeline.run_once(settings)
+    assert again.objects == 1 and again.silver_rows == 1
+    assert _dq_run(drained, again.run_id)["silver_holds_accepted"] == ("fail", 3, 0)
+    silver = spark.read.format("delta").load(table_uri(settings, SILVER_DEVICE_EVENTS))
+    assert silver.where(F.col("device_id").startswith(devices)).count() == 3
+    assert key in {o.object_key for o in drained.objects(status="processed")}

@@ -17,7 +17,7 @@ from lake_config.airflow import DAGS_FOLDER, DagBagReport, check_dags
 from lake_config.settings import Settings
 from lake_config.spark import DELTA_PACKAGE, HADOOP_AWS_PACKAGE
 
-STAGES = ["bronze", "silver", "gold", "finish"]
+STAGES = ["bronze", "silver", "quality", "gold", "finish"]
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +93,19 @@ def test_tasks_retry_with_exponential_backoff_and_alert_when_they_give_up(
 
 def test_cluster_dag_submits_the_spark_stages_with_delta_and_s3a(report: DagBagReport) -> None:
     cluster = report.dags["telemetry_lake_cluster"]
-    assert cluster["tasks"] == ["claim", "bronze", "silver", "gold", "finish", "release"]
+    assert cluster["tasks"] == [
+        "claim",
+        "bronze",
+        "silver",
+        "quality",
+        "gold",
+        "finish",
+        "release",
+    ]
     assert cluster["schedule"] == "None"
     assert cluster["max_active_runs"] == 1
     spark_stages = {t: op for t, op in cluster["operators"].items() if op == "SparkSubmitOperator"}
-    assert sorted(spark_stages) == ["bronze", "gold", "silver"]
+    assert sorted(spark_stages) == ["bronze", "gold", "quality", "silver"]
     # The same jar versions as the classic session of lake_config.spark.
     assert cluster["packages"] == dict.fromkeys(
         spark_stages, f"{DELTA_PACKAGE},{HADOOP_AWS_PACKAGE}"

@@ -225,6 +225,8 @@ def test_fleet_segments_online_share_and_inventory(spark: SparkSession) -> None:
     assert by_id["AT000001"]["first_seen_at"] == naive
     assert by_id["AT000001"]["last_seen_at"] == naive + timedelta(minutes=5)
     assert by_id["PD000003"]["last_status"] == "offline"
+    assert by_id["PC000004"]["inventoried_at"] == naive  # its inventory record
+    assert by_id["AT000001"]["inventoried_at"] is None  # heartbeats only: not inventoried
 
     online = {r["ts"].minute: r for r in fleet.transform_online(reports, devices, 5).collect()}
     assert (online[0]["online"], online[0]["reporting"], online[0]["errors"]) == (2, 3, 1)

@@ -1,0 +1,210 @@
+"""The quality stage: run checks (lake_config.quality.RUN_CHECKS) after silver, before gold.
+
+Row expectations are judged inside the silver stage, before its commit. What only the committed
+tables can answer is checked here, for the objects of one run:
+
+- silver_holds_accepted: every event of the run that passed the row rules is in silver;
+- quarantine_holds_rejected: every line that broke a quarantining rule is in quarantine.events;
+- source_table_complete: every origin-source event of the run is in its source's silver table;
+- heartbeat_device_inventoried (referential): a fleet heartbeat's machine has an inventory
+  record, in this run or already in gold.fleet_devices.
+
+The run's bronze rows go through the silver transform again (pure, so it gives what silver
+decided), then every check is one anti-join against tables pruned to the run's event dates and
+objects: two Spark actions, whatever the size of the lake. Counts go to analytics.dq_results; a
+broken `fail` check raises QualityError, so gold never runs on a run whose silver is incomplete
+and the run's claims are released for the next run to redo.
+
+    spark-submit spark_jobs/checks.py --run-id <run id>
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
+
+from lake_config.quality import RUN_CHECKS, RunCheck
+from lake_config.settings import Settings
+from lake_config.tables import (
+    GOLD_FLEET_DEVICES,
+    QUARANTINE_EVENTS,
+    SILVER_DEVICE_EVENTS,
+    SOURCES,
+)
+from spark_jobs import lake, quality
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+STAGE = "quality"
+FLEET = "fleet"
+
+
+@dataclass(frozen=True)
+class CheckCounts:
+    rows_checked: int  # the run's lines (every check looks at a subset of them)
+    failed: int  # rows failing any check, warn included
+    results: tuple[quality.RuleResult, ...] = ()
+
+
+def transform(
+    classified: DataFrame,
+    silver_ids: DataFrame,
+    quarantined: DataFrame,
+    source_ids: DataFrame,
+    inventoried: DataFrame,
+    checks: Sequence[RunCheck] = RUN_CHECKS,
+) -> DataFrame:
+    """Rows checked and failed per run check: (rule, rows_checked, rows_failed).
+
+    `classified` is `silver.device_events.classify` of the run's bronze rows; the others are
+    what the tables hold: `silver_ids` (event_id), `quarantined` (record_key, rule),
+    `source_ids` (family, event_id) of the source tables, `inventoried` (device_id) of machines
+    with an inventory record.
+    """
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    family = F.split("schema_version", "/")[0]
+    valid = classified.where(F.size("rules") == 0).select(
+        "event_id", "device_id", "event_type", family.alias("family")
+    )
+    rejected = classified.where(F.size("rules") > 0).select(
+        F.concat(F.col("object_key"), F.lit(":"), F.col("line_no").cast("string")).alias(
+            "record_key"
+        ),
+        F.explode(F.col("rules.rule")).alias("rule"),
+    )
+    sourced = valid.where(F.col("family").isin([s.family for s in SOURCES]))
+    beats = valid.where((F.col("family") == FLEET) & (F.col("event_type") == "heartbeat"))
+    known = inventoried.select("device_id").unionByName(
+        valid.where((F.col("family") == FLEET) & (F.col("event_type") == "inventory")).select(
+            "device_id"
+        )
+    )
+    subjects: dict[str, tuple[DataFrame, DataFrame, list[str]]] = {
+        "silver_holds_accepted": (valid, silver_ids.select("event_id"), ["event_id"]),
+        "quarantine_holds_rejected": (rejected, quarantined, ["record_key", "rule"]),
+        "source_table_complete": (sourced, source_ids, ["family", "event_id"]),
+        "heartbeat_device_inventoried": (beats, known, ["device_id"]),
+    }
+    parts = []
+    for check in checks:
+        rows, present, on = subjects[check.rule]
+        hits = present.select(*on).distinct().withColumn("_present", F.lit(True))
+        parts.append(
+            rows.select(*on)
+            .join(hits, on, "left")
+            .select(
+                F.lit(check.rule).alias("rule"),
+                F.col("_present").isNull().cast("long").alias("failed"),
+            )
+        )
+    counts = reduce(lambda a, b: a.unionByName(b), parts)
+    return counts.groupBy("rule").agg(
+        F.count(F.lit(1)).alias("rows_checked"), F.sum("failed").alias("rows_failed")
+    )
+
+
+def results(
+    rows: Sequence[dict[str, object]] | Sequence[object], checks: Sequence[RunCheck] = RUN_CHECKS
+) -> list[quality.RuleResult]:
+    """Every check's RuleResult from `transform`'s collected rows (0/0 for a check with none)."""
+    found = {r["rule"]: r for r in rows}  # type: ignore[index]
+    return [
+        quality.RuleResult(
+            table=c.table,
+            rule=c.rule,
+            dimension=c.dimension,
+            action=c.action,
+            rows_checked=int(found[c.rule]["rows_checked"] or 0) if c.rule in found else 0,  # type: ignore[index]
+            rows_failed=int(found[c.rule]["rows_failed"] or 0) if c.rule in found else 0,  # type: ignore[index]
+        )
+        for c in checks
+    ]
+
+
+# --- I/O ---------------------------------------------------------------------------------------
+
+
+def load(
+    spark: SparkSession,
+    settings: Settings,
+    run_id: str,
+    object_keys: Sequence[str],
+    *,
+    checks: Sequence[RunCheck] = RUN_CHECKS,
+) -> CheckCounts:
+    """Check what silver committed for `object_keys`; record the counts, then enforce `fail`."""
+    from pyspark.sql import functions as F
+
+    from spark_jobs.bronze.events import read_run_rows
+    from spark_jobs.silver.device_events import classify
+
+    if not object_keys:
+        return CheckCounts(rows_checked=0, failed=0)
+    classified = classify(
+        read_run_rows(spark, settings, object_keys),
+        SILVER_DEVICE_EVENTS.expectations,
+        settings.clock_skew_threshold_s,
+    )
+    lines, dates = _lines_and_dates(classified)
+
+    def pruned(table_df: DataFrame) -> DataFrame:
+        # No valid event: nothing to look up (and `in ()` is not SQL every engine accepts).
+        return table_df.where(F.col("event_date").isin(dates) if dates else F.lit(False))
+
+    silver_ids = pruned(lake.read(spark, settings, SILVER_DEVICE_EVENTS))
+    quarantined = lake.read(spark, settings, QUARANTINE_EVENTS).where(
+        F.col("object_key").isin(list(object_keys))
+    )
+    source_ids = None
+    for source in SOURCES:
+        ids = pruned(lake.read(spark, settings, source.table)).select(
+            F.lit(source.family).alias("family"), "event_id"
+        )
+        source_ids = ids if source_ids is None else source_ids.unionByName(ids)
+    inventoried = (
+        lake.read(spark, settings, GOLD_FLEET_DEVICES)
+        .where(F.col("inventoried_at").isNotNull())
+        .select("device_id")
+    )
+    assert source_ids is not None  # SOURCES is never empty
+    rows = transform(classified, silver_ids, quarantined, source_ids, inventoried, checks).collect()
+    found = results(rows, checks)
+    quality.record(settings.database_url, run_id, found, datetime.now(UTC))
+    quality.enforce(found, outcome="gold did not run")
+    return CheckCounts(
+        rows_checked=lines, failed=sum(r.rows_failed for r in found), results=tuple(found)
+    )
+
+
+def _lines_and_dates(classified: DataFrame) -> tuple[int, list[date]]:
+    """The run's line count, and the event dates of its valid rows (where silver and the source
+    tables hold them), in one Spark action."""
+    from pyspark.sql import functions as F
+
+    valid_date = F.when(F.size("rules") == 0, F.to_date("occurred_at"))
+    rows = classified.groupBy(valid_date.alias("d")).agg(F.count(F.lit(1)).alias("n")).collect()
+    lines = sum(int(r["n"]) for r in rows)
+    return lines, sorted(r["d"] for r in rows if r["d"] is not None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run the quality stage for the objects a run holds."""
+    parser = argparse.ArgumentParser(description="Check what silver committed for a run.")
+    parser.add_argument("--run-id", required=True, help="run that claimed the objects")
+    args = parser.parse_args(argv)
+    from lake_config.settings import get_settings
+    from spark_jobs import pipeline
+
+    print(pipeline.quality(get_settings(), args.run_id))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
