@@ -132,8 +132,10 @@ def main() -> None:
         found = {}
         for engine in ("sail", "jvm"):
             child = subprocess.run(
-                [sys.executable, __file__, "--child", engine, "--input", str(path), "--out", tmp]
-                + ["--repeat", str(args.repeat)],
+                [
+                    *(sys.executable, __file__, "--child", engine),
+                    *("--input", str(path), "--out", tmp, "--repeat", str(args.repeat)),
+                ],
                 cwd=ROOT,
                 env={**env, "PYTHONPATH": str(ROOT)},
                 capture_output=True,

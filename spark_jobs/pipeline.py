@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 # stage boundary (tests/integration/test_crash_harness.py). `gold` is the last commit before
 # the objects are marked processed. Unset in every deployment; an unknown value is refused.
 CRASH_AFTER_ENV = "TLAKE_CRASH_AFTER"
-CRASH_POINTS = ("claim", "bronze", "silver", "gold")
+CRASH_POINTS = ("claim", "bronze", "silver", "quality", "gold")
 
 
 @dataclass(frozen=True)
@@ -234,6 +234,7 @@ def run_once(settings: Settings, *, run_id: str | None = None) -> RunSummary:
             stage = "quality"
             run.heartbeat()
             q = _quality(run, run_id)
+            _maybe_crash(crash_after, stage)
             stage = "gold"
             run.heartbeat()
             g = _gold(run, run_id)

@@ -169,6 +169,20 @@ def transform_online(fleet_df: DataFrame, devices_df: DataFrame, minutes: int) -
     return lake.conform(joined.withColumn("online_share", share), GOLD_FLEET_ONLINE)
 
 
+def with_vanished(segments: DataFrame, held: DataFrame) -> DataFrame:
+    """Recomputed segment rows, plus a count of 0 for each combination `held` (the table's rows
+    of the same snapshots) that the recompute no longer has: a machine's later heartbeat in a
+    snapshot can move it to another combination (offline, new OS version), and the old
+    combination must read 0, not keep its old count."""
+    from pyspark.sql import functions as F
+
+    keys = list(GOLD_FLEET_SEGMENTS.merge_keys)
+    vanished = held.join(segments.select(*keys), keys, "left_anti").withColumn(
+        "count", F.lit(0).cast("bigint")
+    )
+    return segments.unionByName(lake.conform(vanished, GOLD_FLEET_SEGMENTS))
+
+
 # --- I/O ---------------------------------------------------------------------------------------
 
 # gold.fleet_devices folds new reports into the row there: Delta MERGE (s = new, t = there) and
@@ -227,8 +241,10 @@ def load(spark: SparkSession, settings: Settings, touched: Touched) -> GoldCount
     snaps = snapshots_of(touched.hours(), minutes)
     in_snapshots = fleet.where(snapshot(F.col("occurred_at"), minutes).isin(snaps))
     inventory = lake.read(spark, settings, GOLD_FLEET_DEVICES)
+    segments = transform_segments(in_snapshots, minutes)
+    held = lake.read(spark, settings, GOLD_FLEET_SEGMENTS).where(F.col("ts").isin(snaps))
     for table, rows in (
-        (GOLD_FLEET_SEGMENTS, transform_segments(in_snapshots, minutes).toArrow()),
+        (GOLD_FLEET_SEGMENTS, with_vanished(segments, held).toArrow()),
         (GOLD_FLEET_ONLINE, transform_online(in_snapshots, inventory, minutes).toArrow()),
     ):
         if rows.num_rows:

@@ -193,16 +193,29 @@ def _details_json(schema_version: Column, payload: Column) -> Column:
 def _rescued_json(payload: Column) -> Column:
     """Fields of the payload silver does not read yet, so a field a newer schema version added
     is never lost before silver learns it: `{"event": {...}, "<section>": {...}}` holding the
-    unknown keys of the event and of each mobile section (values as JSON text), or null."""
+    unknown keys of the event and of each mobile section (values as JSON text), or null.
+
+    Two parses per row, not six: the sections come from one `from_json` as maps, and the event's
+    own keys from `json_object_keys`; only a payload that has an unknown top-level key is parsed
+    a third time, for those keys' values.
+    """
     from pyspark.sql import functions as F
 
     def unknown_keys(entries: Column, known: Sequence[str]) -> Column:
         return F.map_filter(entries, lambda k, _: ~k.isin(*known))
 
-    fields = F.from_json(payload, "map<string,string>")
-    parts = {"event": unknown_keys(fields, KNOWN_FIELDS)}
+    sections = F.from_json(
+        payload, ", ".join(f"{name} map<string,string>" for name in KNOWN_SECTION_FIELDS)
+    )
+    top_unknown = F.filter(F.json_object_keys(payload), lambda k: ~k.isin(*KNOWN_FIELDS))
+    parts = {
+        "event": F.when(
+            F.size(top_unknown) > 0,
+            unknown_keys(F.from_json(payload, "map<string,string>"), KNOWN_FIELDS),
+        )
+    }
     for section, names in KNOWN_SECTION_FIELDS.items():
-        parts[section] = unknown_keys(F.from_json(fields[section], "map<string,string>"), names)
+        parts[section] = unknown_keys(sections[section], names)
     unknown = sum((F.coalesce(F.size(m), F.lit(0)) for m in parts.values()), F.lit(0))
     rescued = F.struct(*(F.when(F.size(m) > 0, m).alias(name) for name, m in parts.items()))
     return F.when(unknown > 0, F.to_json(rescued))

@@ -235,6 +235,27 @@ def test_fleet_segments_online_share_and_inventory(spark: SparkSession) -> None:
     assert online[5]["online_share"] == pytest.approx(0.25)
 
 
+def test_a_combination_a_machine_left_reads_zero_after_the_recompute(spark: SparkSession) -> None:
+    at = T0 + timedelta(minutes=1)
+    first = _fleet_rows(spark, dict(device_id="AT000001", occurred_at=at, machine_type="ATM"))
+    held = fleet.transform_segments(first, 5)
+    # A later heartbeat in the same snapshot: the machine went offline.
+    later = dict(
+        device_id="AT000001",
+        occurred_at=at + timedelta(minutes=2),
+        machine_type="ATM",
+        status="offline",
+    )
+    now = _fleet_rows(spark, dict(device_id="AT000001", occurred_at=at, machine_type="ATM"), later)
+
+    rows = fleet.with_vanished(fleet.transform_segments(now, 5), held).collect()
+
+    by_key = {(r["segment"], r["dim1_value"]): r["count"] for r in rows}
+    assert by_key[("Type", "ATM")] == 0
+    assert by_key[("State", fleet.UNKNOWN)] == 0
+    assert len(rows) == held.count()  # every combination held before, now at zero
+
+
 def test_fleet_snapshots_of_hours() -> None:
     snaps = fleet.snapshots_of([T0], 15)
     assert [s.minute for s in snaps] == [0, 15, 30, 45]
