@@ -53,7 +53,9 @@ def land(settings: Settings, objects: int, events: int) -> tuple[list[str], int]
             chunk = [dict(pool[(i * events + j) % len(pool)]) for j in range(events)]
             for e in chunk:  # unique ids: the benchmark measures volume, not dedup
                 e["event_id"] = str(uuid.uuid4())
-            body = orjson.dumps({"sent_at": chunk[-1]["occurred_at"], "events": chunk})
+            # sent now, as the SDK does: a sent_at older than the events would read as clock skew
+            sent_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+            body = orjson.dumps({"sent_at": sent_at, "events": chunk})
             batch = validate_batch(
                 body, settings.model_copy(update={"max_events_per_batch": events}), tokenizer
             )

@@ -90,17 +90,28 @@ class Touched:
 
 
 def of_run(spark: SparkSession, settings: Settings, object_keys: Sequence[str]) -> Touched:
-    """What the events in `object_keys` touch (one Spark action)."""
+    """What the events in `object_keys` touch (one Spark action).
+
+    The projection is collected as is and filtered and made distinct in Arrow: Sail re-parses
+    the payload for every field when a filter on the accepted flag is pushed into it (3x the
+    cost). The rows are one per line of the run, a few short columns each.
+    """
+    import pyarrow.compute as pc
     from pyspark.sql import functions as F
 
     from spark_jobs.bronze.events import read_run_rows
-    from spark_jobs.silver.device_events import transform as silver_transform
+    from spark_jobs.silver.device_events import classify
 
-    events = silver_transform(
+    lines = classify(
         read_run_rows(spark, settings, object_keys),
         clock_skew_threshold_s=settings.clock_skew_threshold_s,
-    ).rows
-    touched = events.select(
-        F.split("schema_version", "/")[0].alias("family"), "device_id", "event_date", "event_hour"
-    ).distinct()
-    return Touched(touched.toArrow())
+    ).select(
+        "accepted",
+        F.split("schema_version", "/")[0].alias("family"),
+        "device_id",
+        F.to_date("occurred_at").alias("event_date"),
+        F.date_trunc("hour", F.col("occurred_at")).alias("event_hour"),
+    )
+    table = lines.toArrow()
+    accepted = table.filter(pc.fill_null(table.column("accepted"), False)).select(list(COLUMNS))
+    return Touched(accepted.group_by(list(COLUMNS)).aggregate([]))

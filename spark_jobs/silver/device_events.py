@@ -87,12 +87,12 @@ class SilverCounts:
     sources: tuple[tuple[str, int], ...] = ()  # (source table, rows new to it)
 
 
-def classify(
+def check(
     bronze_df: DataFrame,
     expectations: Sequence[Expectation] = SILVER_DEVICE_EVENTS.expectations,
     clock_skew_threshold_s: float = DEFAULT_CLOCK_SKEW_THRESHOLD_S,
 ) -> DataFrame:
-    """Each bronze row parsed and flattened, with its broken `rules` and an `accepted` flag.
+    """Each bronze row parsed and flattened, with its broken `rules` (no deduplication).
 
     Device clocks: when the batch's received_at - sent_at exceeds `clock_skew_threshold_s` in
     either direction, occurred_at is shifted by that offset (Segment's correction) and
@@ -100,11 +100,7 @@ def classify(
 
     `rules` lists the quarantining `expectations` the row broke; every expectation also leaves
     a failure flag that `quality.summary` counts.
-
-    `accepted` marks the one copy of each valid event that silver keeps: valid rows sort
-    before invalid ones within an event_id, then by (received_at, object_key, line_no).
     """
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     ev = F.col("ev")
@@ -168,7 +164,24 @@ def classify(
         }
     )
     lag_ms = F.unix_millis(F.col("received_at")) - F.unix_millis(F.col("occurred_at"))
-    checked = quality.annotate(flat.withColumn("ingest_lag_ms", lag_ms), expectations)
+    return quality.annotate(flat.withColumn("ingest_lag_ms", lag_ms), expectations)
+
+
+def classify(
+    bronze_df: DataFrame,
+    expectations: Sequence[Expectation] = SILVER_DEVICE_EVENTS.expectations,
+    clock_skew_threshold_s: float = DEFAULT_CLOCK_SKEW_THRESHOLD_S,
+) -> DataFrame:
+    """Each bronze row parsed and flattened (`check`), with its broken `rules` and an
+    `accepted` flag.
+
+    `accepted` marks the one copy of each valid event that silver keeps: valid rows sort
+    before invalid ones within an event_id, then by (received_at, object_key, line_no).
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    checked = check(bronze_df, expectations, clock_skew_threshold_s)
     first_received = Window.partitionBy("event_id").orderBy(
         F.size("rules").asc(), "received_at", "object_key", "line_no"
     )

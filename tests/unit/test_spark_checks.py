@@ -61,7 +61,7 @@ def classified(spark: SparkSession) -> DataFrame:
         _fleet(6, "f3", "AT000002", "heartbeat"),  # inventoried in an earlier run
         _fleet(7, "f4", "AT000003", "heartbeat"),  # never inventoried
     ]
-    return classify(spark.createDataFrame(lines, BRONZE_EVENTS.ddl))
+    return checks.subjects(classify(spark.createDataFrame(lines, BRONZE_EVENTS.ddl)))
 
 
 def _found(
