@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 # the objects are marked processed. Unset in every deployment; an unknown value is refused.
 CRASH_AFTER_ENV = "TLAKE_CRASH_AFTER"
 CRASH_POINTS = ("claim", "bronze", "silver", "quality", "gold")
+# `tlake reprocess` honours the same hook at its own boundary: `clear` is right after it deleted
+# the range's silver rows, before deriving them again (the worst moment to die).
+REPROCESS_CRASH_POINTS = ("clear",)
 
 
 @dataclass(frozen=True)
@@ -262,8 +265,9 @@ def run_once(settings: Settings, *, run_id: str | None = None) -> RunSummary:
 def _crash_point() -> str | None:
     """The TLAKE_CRASH_AFTER fault-injection point, validated (None when unset)."""
     point = os.environ.get(CRASH_AFTER_ENV) or None
-    if point is not None and point not in CRASH_POINTS:
-        raise ValueError(f"{CRASH_AFTER_ENV}={point!r} is not one of {list(CRASH_POINTS)}")
+    known = (*CRASH_POINTS, *REPROCESS_CRASH_POINTS)
+    if point is not None and point not in known:
+        raise ValueError(f"{CRASH_AFTER_ENV}={point!r} is not one of {list(known)}")
     return point
 
 

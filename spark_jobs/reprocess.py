@@ -89,6 +89,7 @@ def reprocess(
     if until < since:
         raise ValueError(f"--until {until} is before --since {since}")
     run_id = run_id or f"reprocess-{pipeline.new_run_id()}"
+    crash_after = pipeline._crash_point()
     stage = "claim"
     with pipeline._opened(settings) as run:
         try:
@@ -108,6 +109,7 @@ def reprocess(
                 before = _touched_in_range(run.spark, settings, since, until)
                 stage = "clear"
                 deleted = _clear_silver(settings, since, until, [c.object_key for c in claimed])
+                pipeline._maybe_crash(crash_after, stage)
                 stage = "silver"
                 s = pipeline._silver(run, run_id, lock=False)
             stage = "quality"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -171,6 +175,41 @@ def test_reprocess_refuses_a_range_whose_objects_are_still_being_processed(
     pipeline.gold(settings, run_id)
     assert pipeline.finish(settings, run_id) == 1
     assert reprocess(settings, date(2025, 2, 5)).objects == 1
+
+
+def test_a_reprocess_killed_after_clearing_is_repaired_by_the_next_run(
+    settings: Settings, store: ObjectStore, drained: Registry, spark: SparkSession
+) -> None:
+    device = f"rp-{uuid.uuid4().hex[:6]}"
+    at = datetime(2025, 2, 6, 12, tzinfo=UTC)
+    key = rawdata.land(
+        store,
+        drained,
+        [_event(device, n, at + timedelta(minutes=n)) for n in range(3)],
+        received_at=at + timedelta(minutes=5),
+    )
+    pipeline.run_once(settings)
+    silver_before, hourly_before = _silver(spark, settings, device), _hourly(drained, device)
+    assert len(silver_before) == 3 and hourly_before == [(at, 3)]
+
+    killed = subprocess.run(
+        [sys.executable, "-m", "tlake.cli", "reprocess", "--since", "2025-02-06"],
+        env={**os.environ, **settings.as_env(), "TLAKE_CRASH_AFTER": "clear"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert _silver(spark, settings, device) == []  # died between clearing and deriving again
+    assert [o.status for o in drained.objects() if o.object_key == key] == ["processing"]
+    # Its claims died with it: the next run takes the object at once and puts silver back.
+    again = pipeline.run_once(settings)
+    assert again.objects == 1
+    assert _silver(spark, settings, device) == silver_before
+    assert _hourly(drained, device) == hourly_before
+    assert [o.status for o in drained.objects() if o.object_key == key] == ["processed"]
 
 
 def test_until_before_since_is_refused(settings: Settings) -> None:
