@@ -113,6 +113,19 @@ class ObjectStore:
         except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"LIST {prefix!r} failed: {exc}") from exc
 
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under `prefix` (scratch space only); returns how many went."""
+        keys = [o.key for o in self.list(prefix)]
+        try:
+            for start in range(0, len(keys), 1000):
+                self._client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in keys[start : start + 1000]]},
+                )
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"DELETE under {prefix!r} failed: {exc}") from exc
+        return len(keys)
+
     def ensure_bucket(self) -> None:
         try:
             self._client.head_bucket(Bucket=self.bucket)
