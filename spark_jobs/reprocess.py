@@ -203,9 +203,12 @@ def _clear_gold(settings: Settings, since: date, until: date) -> dict[str, int]:
             t,
             f"{column} >= '{start:%Y-%m-%d %H:%M:%S}' and {column} < '{end:%Y-%m-%d %H:%M:%S}'",
         )
-        with psycopg.connect(settings.database_url, connect_timeout=10) as conn:
+    # The mirrors in one transaction: readers see the range either whole or cleared.
+    with psycopg.connect(settings.database_url, connect_timeout=10) as conn, conn.transaction():
+        for t in GOLD_TIMED:
             conn.execute(
-                f"delete from {serving_table(t)} where {column} >= %s and {column} < %s",
+                f"delete from {serving_table(t)} "
+                f"where {t.time_column} >= %s and {t.time_column} < %s",
                 (start, end),
             )
     return deleted

@@ -10,7 +10,6 @@ upserts the same rows into PostgreSQL.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -86,14 +85,9 @@ def load(spark: SparkSession, settings: Settings, touched: Touched) -> GoldCount
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run the gold stage for the objects a run holds."""
-    parser = argparse.ArgumentParser(description="Recompute gold for a run's device hours.")
-    parser.add_argument("--run-id", required=True, help="run that claimed the objects")
-    args = parser.parse_args(argv)
-    from lake_config.settings import get_settings
-    from spark_jobs import pipeline
+    from spark_jobs.pipeline import stage_main
 
-    print(pipeline.gold(get_settings(), args.run_id))
-    return 0
+    return stage_main("gold", "Recompute gold for a run's device hours.", argv)
 
 
 if __name__ == "__main__":
