@@ -22,6 +22,7 @@ and the run's claims are released for the next run to redo.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -255,9 +256,14 @@ def _lines_and_dates(lines: DataFrame) -> tuple[int, list[date]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run the quality stage for the objects a run holds."""
-    from spark_jobs.pipeline import stage_main
+    parser = argparse.ArgumentParser(description="Check what silver committed for a run.")
+    parser.add_argument("--run-id", required=True, help="run that claimed the objects")
+    args = parser.parse_args(argv)
+    from lake_config.settings import get_settings
+    from spark_jobs import pipeline
 
-    return stage_main("quality", "Check what silver committed for a run.", argv)
+    print(pipeline.quality(get_settings(), args.run_id))
+    return 0
 
 
 if __name__ == "__main__":

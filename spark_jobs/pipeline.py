@@ -16,7 +16,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -204,15 +204,6 @@ def fail(settings: Settings, run_id: str, error: str) -> int:
         return run.registry.mark_failed(run_id, error)
 
 
-# The Spark stages a job file can run on its own (spark-submit, the cluster DAG).
-STAGES: dict[str, Callable[[Settings, str], StageResult]] = {
-    "bronze": bronze,
-    "silver": silver,
-    "quality": quality,
-    "gold": gold,
-}
-
-
 def run_once(settings: Settings, *, run_id: str | None = None) -> RunSummary:
     """Claim, bronze, silver, quality, gold, finish. Raises RunError after releasing the claims.
 
@@ -269,20 +260,6 @@ def run_once(settings: Settings, *, run_id: str | None = None) -> RunSummary:
         duration_s=time.monotonic() - started,
         stages=(b, s, q, g),
     )
-
-
-def stage_main(stage: str, description: str, argv: Sequence[str] | None = None) -> int:
-    """What every stage job's `main` does for `spark-submit <job>.py --run-id <run id>`: run that
-    stage for the objects the run holds and print its result."""
-    import argparse
-
-    from lake_config.settings import get_settings
-
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--run-id", required=True, help="run that claimed the objects")
-    args = parser.parse_args(argv)
-    print(STAGES[stage](get_settings(), args.run_id))
-    return 0
 
 
 def _crash_point() -> str | None:

@@ -9,6 +9,7 @@ of docs/CONTRACTS.md goes to quarantine.events (stage bronze), never dropped.
 
 from __future__ import annotations
 
+import argparse
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -245,9 +246,14 @@ def _short_objects(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run the bronze stage for the objects a run holds."""
-    from spark_jobs.pipeline import stage_main
+    parser = argparse.ArgumentParser(description="Load a run's raw objects into bronze.events.")
+    parser.add_argument("--run-id", required=True, help="run that claimed the objects")
+    args = parser.parse_args(argv)
+    from lake_config.settings import get_settings
+    from spark_jobs import pipeline
 
-    return stage_main("bronze", "Load a run's raw objects into bronze.events.", argv)
+    print(pipeline.bronze(get_settings(), args.run_id))
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ upserts the same rows into PostgreSQL.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -85,9 +86,14 @@ def load(spark: SparkSession, settings: Settings, touched: Touched) -> GoldCount
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run the gold stage for the objects a run holds."""
-    from spark_jobs.pipeline import stage_main
+    parser = argparse.ArgumentParser(description="Recompute gold for a run's device hours.")
+    parser.add_argument("--run-id", required=True, help="run that claimed the objects")
+    args = parser.parse_args(argv)
+    from lake_config.settings import get_settings
+    from spark_jobs import pipeline
 
-    return stage_main("gold", "Recompute gold for a run's device hours.", argv)
+    print(pipeline.gold(get_settings(), args.run_id))
+    return 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ it commits. Every rule's counts go to analytics.dq_results.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -389,9 +390,14 @@ def load(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run the silver stage for the objects a run holds."""
-    from spark_jobs.pipeline import stage_main
+    parser = argparse.ArgumentParser(description="Load a run's bronze rows into silver.")
+    parser.add_argument("--run-id", required=True, help="run that claimed the objects")
+    args = parser.parse_args(argv)
+    from lake_config.settings import get_settings
+    from spark_jobs import pipeline
 
-    return stage_main("silver", "Load a run's bronze rows into silver.", argv)
+    print(pipeline.silver(get_settings(), args.run_id))
+    return 0
 
 
 if __name__ == "__main__":
