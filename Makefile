@@ -68,7 +68,8 @@ lint: setup ## ruff (lint + format check) and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: setup ## Benchmarks (print figures as ratios against an in-run baseline)
+bench: setup ## Benchmarks (print figures as ratios against an in-run baseline); installs wrk
+	@command -v wrk >/dev/null || ($(APT_INSTALL) wrk)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/engines.py

@@ -1,39 +1,146 @@
 """Ingest benchmark: events/s and latency, as ratios against a ceiling measured in the same run.
 
-(a) ceiling   — parse + validate + tokenize + serialize + gzip of a 100-event batch, in-process,
-                no HTTP, one core: what one worker could do at most.
-(b) API       — the real ingest API (uvicorn, 1 worker) under load from a separate client process
-                on loopback: 100-event gzip batches, 16 connections; every request lands a raw
-                object in SeaweedFS and registers it in PostgreSQL before its 202.
+(a) ceiling  — parse + validate + tokenize + serialize + gzip of a 100-event batch, in-process,
+               no HTTP, one core: what one worker could do at most.
+(b) API      — the real app under uvicorn (1 and 2 workers) with its storage left out: the
+               object store and the registry's `register` are no-ops (`discard_app` below),
+               keys still come from PostgreSQL. HTTP, auth, limits, body, validation, tokens,
+               serialization and gzip, with nothing written.
+(c) landing  — the app as deployed: every request PUTs its raw object to SeaweedFS and
+               registers it in PostgreSQL before its 202.
 
-It starts its own private stack (SeaweedFS, PostgreSQL database, uvicorn) and removes it after.
-Usage: `python bench/ingest.py [--seconds 10] [--connections 16] [--workers 1]`.
+Load comes from `wrk` (Debian's package; `make bench` installs it) in its own process on
+loopback: 100-event gzip batches cycled from 50 bodies, 16 connections, one wrk thread.
+The bench starts its own private stack (SeaweedFS, a PostgreSQL database, uvicorn) and removes
+it after. Usage: `python bench/ingest.py [--seconds 10] [--connections 16] [--workers 1,2]`.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
+import gc
 import gzip
-import multiprocessing as mp
-import statistics
+import json
+import os
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
+from fastapi import FastAPI
 
 from ingest_api.batches import validate_batch
 from ingest_api.landing import compress, raw_lines
+from ingest_api.main import create_app
 from ingest_api.tokenize import Tokenizer
 from lake_config.registry import Registry, drop_database
 from lake_config.settings import Settings
 from tlake import simulate, stack
 
 BATCH = 100
+ROOT = Path(__file__).resolve().parent.parent
+
+# wrk: cycle through the body files, print the figures as one JSON line when done.
+WRK_SCRIPT = """
+local bodies, n, i = {}, 0, 0
+local dir = os.getenv("TLAKE_BENCH_BODIES")
+for k = 1, 1000 do
+  local f = io.open(dir .. "/" .. k .. ".gz", "rb")
+  if f == nil then break end
+  bodies[k] = f:read("*a"); f:close(); n = k
+end
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("TLAKE_BENCH_KEY")
+wrk.headers["Content-Encoding"] = "gzip"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i % n + 1
+  return wrk.format(nil, "/v1/events", nil, bodies[i])
+end
+-- response() runs in each thread's Lua state, done() in another: collect through setup().
+statuses = {}
+response = function(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+local threads = {}
+setup = function(thread) threads[#threads + 1] = thread end
+done = function(summary, latency, requests)
+  local all, s = {}, {}
+  for _, thread in ipairs(threads) do
+    for code, count in pairs(thread:get("statuses")) do all[code] = (all[code] or 0) + count end
+  end
+  for code, count in pairs(all) do s[#s + 1] = string.format('"%d": %d', code, count) end
+  io.write(string.format(
+    'WRK {"requests": %d, "seconds": %.6f, "p50_us": %d, "p99_us": %d, "mean_us": %.1f, '
+      .. '"non2xx": %d, "socket_errors": %d, "statuses": {%s}}\\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50), latency:percentile(99),
+    latency.mean, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    table.concat(s, ", ")))
+end
+"""
+
+
+# --- (b): the app with its storage left out -------------------------------------------------
+
+
+class DiscardStore:
+    """An object store that keeps nothing."""
+
+    def put(self, key: str, body: bytes, *, if_absent: bool = False) -> None:
+        return None
+
+    async def put_async(self, key: str, body: bytes, *, if_absent: bool = False) -> None:
+        return None
+
+
+class KeysOnlyRegistry:
+    """The real registry for API keys; registering a batch does nothing."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def lookup_key(self, secret: str) -> Any:
+        return self._registry.lookup_key(secret)
+
+    def register(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        self._registry.close()
+
+
+def discard_app() -> FastAPI:
+    """`create_app()` with storage left out (uvicorn --factory bench.ingest:discard_app).
+
+    The app's own lifespan opens its clients, then the store and the registry's `register` are
+    swapped on `app.state`: `dependency_overrides` would cost FastAPI a signature inspection
+    per request, which the deployed app does not pay.
+    """
+    app = create_app()
+    opened = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with opened(app):
+            app.state.store = DiscardStore()
+            app.state.registry = KeysOnlyRegistry(app.state.registry)
+            yield
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+# --- the measurements ---------------------------------------------------------------------------
 
 
 def sample_batches(n: int) -> list[bytes]:
@@ -49,7 +156,8 @@ def sample_batches(n: int) -> list[bytes]:
 
 
 def ceiling(settings: Settings, bodies: list[bytes], seconds: float) -> float:
-    """Events/s of the pure-Python ingest work on one core."""
+    """Events/s of the pure-Python ingest work on one core (heap frozen, as a worker's is)."""
+    gc.freeze()
     tokenizer = Tokenizer.for_settings(settings)
     now = datetime.now(UTC)
     done = 0
@@ -71,90 +179,131 @@ def ceiling(settings: Settings, bodies: list[bytes], seconds: float) -> float:
     return done / (time.perf_counter() - started)
 
 
-async def _load(url: str, key: str, bodies: list[bytes], seconds: float, conns: int) -> dict:
-    import httpx
+@contextlib.contextmanager
+def serving(settings: Settings, factory: str, workers: int) -> Iterator[str]:
+    """uvicorn running `factory` with `workers` processes; yields its base URL."""
+    port = settings.api_port
+    env = {**os.environ, **settings.as_env(), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            factory,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,  # one JSON log line per request
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn {factory} did not come up")
+            time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
 
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    headers = {"Authorization": f"Bearer {key}", "Content-Encoding": "gzip"}
-    payloads = [gzip.compress(b, compresslevel=5) for b in bodies]
-    deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=conns, max_keepalive_connections=conns)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as c:
 
-        async def worker(i: int) -> None:
-            n = i
-            while time.perf_counter() < deadline:
-                t0 = time.perf_counter()
-                r = await c.post("/v1/events", content=payloads[n % len(payloads)])
-                latencies.append(time.perf_counter() - t0)
-                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
-                n += conns
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(i) for i in range(conns)))
-        took = time.perf_counter() - started
-    return {"latencies": latencies, "statuses": statuses, "seconds": took}
-
-
-def _client(url: str, key: str, seconds: float, conns: int, out: Any) -> None:
-    bodies = sample_batches(50)
-    out.put(asyncio.run(_load(url, key, bodies, seconds, conns)))
-
-
-def api_load(settings: Settings, key: str, seconds: float, conns: int) -> dict[str, Any]:
-    """Load the running API from a separate process (so client CPU is not ours)."""
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=_client, args=(settings.api_url, key, seconds, conns, q))
-    p.start()
-    result = q.get(timeout=seconds + 120)
-    p.join()
-    lat = sorted(result["latencies"])
-    accepted = result["statuses"].get(202, 0) * BATCH
+def wrk_load(url: str, key: str, bodies_dir: Path, seconds: float, conns: int) -> dict[str, Any]:
+    """Load `url` with wrk from its own process; events/s and latency percentiles."""
+    script = bodies_dir / "load.lua"
+    script.write_text(WRK_SCRIPT)
+    env = {**os.environ, "TLAKE_BENCH_BODIES": str(bodies_dir), "TLAKE_BENCH_KEY": key}
+    # Warm up (first key lookup, imports, caches), then measure.
+    argv = ["wrk", "-t1", f"-c{conns}", "-s", str(script), "--timeout", "30s"]
+    subprocess.run([*argv, "-d2s", url], env=env, capture_output=True, check=True)
+    out = subprocess.run(
+        [*argv, f"-d{seconds:g}s", url], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("WRK "))
+    r = json.loads(line[4:])
+    accepted = r["statuses"].get("202", 0)
     return {
-        "events_per_s": accepted / result["seconds"],
-        "requests": len(lat),
-        "statuses": result["statuses"],
-        "p50_ms": 1000 * lat[len(lat) // 2] if lat else float("nan"),
-        "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan"),
-        "mean_ms": 1000 * statistics.fmean(lat) if lat else float("nan"),
+        "events_per_s": accepted * BATCH / r["seconds"],
+        "requests": r["requests"],
+        "statuses": r["statuses"],
+        "socket_errors": r["socket_errors"],
+        "p50_ms": r["p50_us"] / 1000,
+        "p99_ms": r["p99_us"] / 1000,
     }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--connections", type=int, default=16)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("bench/ingest.py needs wrk: `make bench` installs it (apt-get install wrk)")
+    worker_counts = [int(w) for w in args.workers.split(",")]
 
+    rows: list[tuple[str, int, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory(prefix="tlake-bench-") as home:
-        settings = stack.private_settings(Path(home), api_workers=args.workers)
+        # No per-key rate limit: the bench measures throughput (16 connections < max_inflight 64).
+        settings = stack.private_settings(Path(home), rate_limit_events_per_s=0, spark_remote="")
+        bodies = sample_batches(50)
+        bodies_dir = Path(home) / "bodies"
+        bodies_dir.mkdir()
+        for i, b in enumerate(bodies, 1):
+            (bodies_dir / f"{i}.gz").write_bytes(gzip.compress(b, compresslevel=5))
+        raw_bytes = sum(len(b) for b in bodies) / len(bodies)
+        gz_bytes = sum(len(gzip.compress(b, 5)) for b in bodies) / len(bodies)
         try:
-            stack.up(settings, bridge=False)
+            stack.up(settings, api=False, bridge=False)
             with Registry(settings, max_size=1) as reg:
                 key = reg.create_key("bench")
-            bodies = sample_batches(50)
-            raw_bytes = sum(len(b) for b in bodies) / len(bodies)
-            gz_bytes = sum(len(gzip.compress(b, 5)) for b in bodies) / len(bodies)
             ceil = ceiling(settings, bodies, min(args.seconds, 5.0))
-            api = api_load(settings, key, args.seconds, args.connections)
-            objects = Registry(settings, max_size=1).counts()["pending"]
+            for label, factory in (
+                ("(b) API, no storage", "bench.ingest:discard_app"),
+                ("(c) API + S3 PUT + registry", "ingest_api.main:create_app"),
+            ):
+                for workers in worker_counts:
+                    with serving(settings, factory, workers) as url:
+                        rows.append(
+                            (
+                                label,
+                                workers,
+                                wrk_load(url, key, bodies_dir, args.seconds, args.connections),
+                            )
+                        )
+            with Registry(settings, max_size=1) as reg:
+                objects = reg.counts()["pending"]
         finally:
             stack.down(settings)
             drop_database(settings)
 
-    ratio = api["events_per_s"] / ceil if ceil else float("nan")
-    print("ingest benchmark (100-event batches)")
-    print(f"  batch size           {raw_bytes / 1024:.1f} KiB JSON, {gz_bytes / 1024:.1f} KiB gzip")
-    print(f"  (a) ceiling, 1 core  {ceil:>10,.0f} events/s  (validate+tokenize+serialize+gzip)")
-    print(
-        f"  (b) API, {args.workers} worker(s), {args.connections} conns, S3 PUT + registry: "
-        f"{api['events_per_s']:,.0f} events/s = {ratio:.2f} x ceiling; "
-        f"p50 {api['p50_ms']:.1f} ms, p99 {api['p99_ms']:.1f} ms; "
-        f"{api['requests']} requests {api['statuses']}; {objects} objects registered"
-    )
+    print(f"ingest benchmark (100-event batches, {args.connections} connections, wrk)")
+    print(f"  batch size      {raw_bytes / 1024:.1f} KiB JSON, {gz_bytes / 1024:.1f} KiB gzip")
+    print(f"  (a) ceiling     {ceil:>9,.0f} events/s, one core (validate+tokenize+serialize+gzip)")
+    for label, workers, r in rows:
+        per_worker = r["events_per_s"] / workers / ceil
+        print(
+            f"  {label:<28} {workers} worker(s): {r['events_per_s']:>9,.0f} events/s "
+            f"= {r['events_per_s'] / ceil:.2f} x ceiling ({per_worker:.2f} per worker); "
+            f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; "
+            f"{r['requests']} requests {r['statuses']}"
+            + (f", {r['socket_errors']} socket errors" if r["socket_errors"] else "")
+        )
+    print(f"  objects registered by (c): {objects}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from ingest_api import idempotency
 from ingest_api.batches import ValidatedBatch
 from ingest_api.body import BodyTimeouts, content_coding, decode_body, read_body
 from ingest_api.errors import IdempotencyKeyInProgressError, ServiceUnavailableError
-from ingest_api.landing import land, raw_key
+from ingest_api.landing import prepare, put_objects_async, register
 from ingest_api.log import log_fields
 from ingest_api.responses import JsonResponse
 from lake_config.registry import ApiKey, Registry
@@ -105,8 +105,9 @@ async def ingest(
         batch_id, received_at = owned.batch_id, owned.received_at
     log_fields(request)["batch_id"] = str(batch_id)
 
-    object_key = raw_key(key.source, received_at, batch_id) if batch.accepted else None
-    answer = receipt(batch, batch_id, object_key)
+    # Serializing and gzipping is CPU work: done here on the loop, not in a thread (landing.py).
+    prepared = prepare(batch, batch_id=batch_id, source=key.source, received_at=received_at)
+    answer = receipt(batch, batch_id, prepared.landing.object_key)
     status = 202 if batch.accepted else 422
     first = (
         None
@@ -114,19 +115,8 @@ async def ingest(
         else partial(idempotency.complete, owned=owned, status_code=status, body=answer)
     )
     try:
-        await run_in_threadpool(
-            partial(
-                land,
-                store,
-                registry,
-                batch,
-                batch_id=batch_id,
-                source=key.source,
-                received_at=received_at,
-                if_absent=owned is not None,
-                first=first,
-            )
-        )
+        await put_objects_async(store, prepared, if_absent=owned is not None)
+        await run_in_threadpool(partial(register, registry, prepared, first=first))
     except ServiceUnavailableError:
         if owned is not None:
             await run_in_threadpool(idempotency.release, registry, owned)

@@ -10,14 +10,20 @@ If a PUT or the registration fails, the client gets 503 and nothing is acknowled
 PUT before a failed registration stays in the bucket unregistered: bronze reads registered
 objects only, so the retried batch (with a new batch_id) is not counted twice.
 
-Object formats are those of docs/CONTRACTS.md. Everything here is blocking I/O or CPU work on
-the whole batch: the route calls `land` in the threadpool.
+Object formats are those of docs/CONTRACTS.md. `land` does it all, blocking (the MQTT bridge,
+quarantine replay). The API takes the same three steps apart so that no thread runs its CPU
+work: `prepare` (serialize and gzip, on the event loop), `put_objects_async` (the PUTs, on
+obstore's runtime), then `register` in a thread, the one blocking call left. Measured with
+bench/ingest.py, serializing and compressing in a threadpool thread cost a worker more CPU than
+the rest of the request's framework work.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gzip
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,6 +53,16 @@ class Landing:
     quarantine_key: str | None
     accepted: int
     rejected: int
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A batch ready to write: each object's key and gzip bytes, and its registry rows."""
+
+    landing: Landing
+    objects: tuple[tuple[str, bytes], ...]  # the raw object first, then the quarantine object
+    raw_object: RawObject | None
+    records: list[QuarantineRecord]
 
 
 def raw_key(source: str, received_at: datetime, batch_id: UUID) -> str:
@@ -180,6 +196,23 @@ def land(
 
     Raises StorageUnavailableError or RegistryUnavailableError; nothing is acknowledged then.
     """
+    prepared = prepare(
+        batch, batch_id=batch_id, source=source, received_at=received_at, component=component
+    )
+    put_objects(store, prepared, if_absent=if_absent)
+    return register(registry, prepared, first=first)
+
+
+def prepare(
+    batch: ValidatedBatch,
+    *,
+    batch_id: UUID,
+    source: str,
+    received_at: datetime,
+    component: str = COMPONENT,
+) -> Prepared:
+    """The batch's objects (serialized, gzipped) and registry rows: CPU work, no I/O."""
+    objects: list[tuple[str, bytes]] = []
     object_key = q_key = None
     raw_object = None
     if batch.accepted:
@@ -195,7 +228,7 @@ def land(
                 sent_at=batch.sent_at,
             )
         )
-        _put(store, object_key, body, if_absent=if_absent)
+        objects.append((object_key, body))
         raw_object = RawObject(
             object_key=object_key,
             source=source,
@@ -214,7 +247,7 @@ def land(
             received_at=received_at,
             component=component,
         )
-        _put(store, q_key, compress(lines), if_absent=if_absent)
+        objects.append((q_key, compress(lines)))
         records = quarantine_records(
             batch.rejected,
             batch_id=batch_id,
@@ -222,19 +255,51 @@ def land(
             received_at=received_at,
             component=component,
         )
+    landing = Landing(batch_id, object_key, q_key, len(batch.accepted), len(batch.rejected))
+    return Prepared(landing, tuple(objects), raw_object, records)
+
+
+def put_objects(store: ObjectStore, prepared: Prepared, *, if_absent: bool = False) -> None:
+    """PUT the prepared objects (StorageUnavailableError when one fails)."""
+    for key, body in prepared.objects:
+        with _storage_errors():
+            store.put(key, body, if_absent=if_absent)
+
+
+async def put_objects_async(
+    store: ObjectStore, prepared: Prepared, *, if_absent: bool = False
+) -> None:
+    """`put_objects` on the event loop: both PUTs at once, no thread."""
+
+    async def put(key: str, body: bytes) -> None:
+        with _storage_errors():
+            await store.put_async(key, body, if_absent=if_absent)
+
+    await asyncio.gather(*(put(key, body) for key, body in prepared.objects))
+
+
+def register(
+    registry: Registry,
+    prepared: Prepared,
+    *,
+    first: Callable[[psycopg.Connection[Any]], None] | None = None,
+) -> Landing:
+    """Register the raw object and the quarantine rows in one transaction (blocking)."""
     try:
-        registry.register(raw_object, records, first=first)
+        registry.register(prepared.raw_object, prepared.records, first=first)
     except RegistryError as exc:
         raise RegistryUnavailableError(
             "the registry is unavailable; nothing was accepted, retry the batch",
             cause=_cause(exc),
         ) from exc
-    return Landing(batch_id, object_key, q_key, len(batch.accepted), len(batch.rejected))
+    return prepared.landing
 
 
-def _put(store: ObjectStore, key: str, body: bytes, *, if_absent: bool = False) -> None:
+@contextmanager
+def _storage_errors() -> Iterator[None]:
+    """A failed PUT as StorageUnavailableError; an object already there (`if_absent`) as done."""
     try:
-        store.put(key, body, if_absent=if_absent)
+        yield
     except ObjectExistsError:
         pass  # an earlier attempt of the same idempotent request wrote these very bytes
     except StorageError as exc:

@@ -1,19 +1,30 @@
-"""Object storage: one small client over boto3, built from settings and passed explicitly.
+"""Object storage: one small client, built from settings and passed explicitly.
 
 There is no module-level client: callers build an `ObjectStore` from `Settings` and hand it on,
 as delta-rs hands `storage_options` to every entry point.
+
+`put` goes through obstore (Rust's `object_store`, the crate delta-rs uses), everything else
+through boto3. `put` is the one call on the ingest API's hot path, once per request: measured
+against SeaweedFS on this 2-core machine, a 6 KB PUT cost 3.8 ms of Python CPU through boto3
+(signing, checksums, event hooks, urllib3) and 0.3 ms through obstore, which also releases the
+GIL while it waits, so the event loop keeps validating other requests. Listing, reading,
+deleting and bucket administration are rare, batch-sized, and keep boto3's richer error codes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
+import obstore
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from obstore.exceptions import AlreadyExistsError, BaseError, PreconditionError
+from obstore.store import S3Store
 
 from lake_config.errors import ObjectExistsError, StorageError
 from lake_config.settings import Settings
@@ -45,6 +56,22 @@ class ObjectStore:
                 max_pool_connections=32,
             ),
         )
+        timeout = timedelta(seconds=timeout_s)
+        self._writer = S3Store(
+            settings.bucket,
+            endpoint=settings.s3_endpoint,
+            access_key_id=settings.s3_access_key,
+            secret_access_key=settings.s3_secret_key.get_secret_value(),
+            region=settings.s3_region,
+            virtual_hosted_style_request=False,
+            client_options={
+                "allow_http": settings.s3_endpoint.startswith("http://"),
+                "connect_timeout": timeout,
+                "timeout": timeout,
+            },
+            # As boto3's standard mode above: 3 attempts in all, never longer than the timeout.
+            retry_config={"max_retries": 2, "retry_timeout": timeout},
+        )
 
     def close(self) -> None:
         """Release the client's pooled connections."""
@@ -59,26 +86,27 @@ class ObjectStore:
         content_encoding: str | None = "gzip",
         if_absent: bool = False,
     ) -> None:
-        """Write `body` at `key`; with `if_absent`, refuse to overwrite (ObjectExistsError)."""
-        kwargs: dict[str, Any] = {
-            "Bucket": self.bucket,
-            "Key": key,
-            "Body": body,
-            "ContentType": content_type,
-        }
-        if content_encoding:
-            kwargs["ContentEncoding"] = content_encoding
-        if if_absent:
-            kwargs["IfNoneMatch"] = "*"
-        try:
-            self._client.put_object(**kwargs)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in {"PreconditionFailed", "ConditionalRequestConflict"}:
-                raise ObjectExistsError(f"object {key!r} already exists") from exc
-            raise StorageError(f"PUT {key!r} failed: {code or exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"PUT {key!r} failed: {exc}") from exc
+        """Write `body` at `key` in one PUT; with `if_absent` (`If-None-Match: *`), refuse to
+        overwrite (ObjectExistsError)."""
+        with _put_errors(key):
+            obstore.put(
+                self._writer, key, body, **_put_options(content_type, content_encoding, if_absent)
+            )
+
+    async def put_async(
+        self,
+        key: str,
+        body: bytes,
+        *,
+        content_type: str = "application/x-ndjson",
+        content_encoding: str | None = "gzip",
+        if_absent: bool = False,
+    ) -> None:
+        """`put` for an event loop: the request runs on obstore's own runtime, no thread."""
+        with _put_errors(key):
+            await obstore.put_async(
+                self._writer, key, body, **_put_options(content_type, content_encoding, if_absent)
+            )
 
     def get(self, key: str) -> bytes:
         try:
@@ -145,6 +173,31 @@ class ObjectStore:
             self._client.head_bucket(Bucket=self.bucket)
         except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"bucket {self.bucket!r} unavailable: {exc}") from exc
+
+
+def _put_options(
+    content_type: str, content_encoding: str | None, if_absent: bool
+) -> dict[str, Any]:
+    attributes = {"Content-Type": content_type}
+    if content_encoding:
+        attributes["Content-Encoding"] = content_encoding
+    return {
+        "attributes": attributes,
+        "mode": "create" if if_absent else "overwrite",
+        "use_multipart": False,  # one request, so If-None-Match applies to the whole
+    }
+
+
+@contextmanager
+def _put_errors(key: str) -> Iterator[None]:
+    """obstore's errors as ours."""
+    try:
+        yield
+    except (AlreadyExistsError, PreconditionError) as exc:
+        raise ObjectExistsError(f"object {key!r} already exists") from exc
+    except BaseError as exc:
+        # The first line only: it names the operation, the key and the HTTP error.
+        raise StorageError(f"PUT {key!r} failed: {str(exc).splitlines()[0]}") from exc
 
 
 def lake_uri(settings: Settings, path: str, *, scheme: str = "s3") -> str:

@@ -8,6 +8,10 @@ the work of the crashed one without writing anything twice.
 
 Each stage looks its objects up in the registry (`Registry.claimed`), so the stages can run in
 separate processes; each one it does work for is recorded in registry.pipeline_runs.
+
+Two layers: the per-stage entry points (`claim` ... `finish`, each opening its own `Run`) that
+the DAG and spark-submit call, and the stages on an open `Run` (`opened`, `*_stage`,
+`release`) that `run_once` and `spark_jobs.reprocess` compose in one process.
 """
 
 from __future__ import annotations
@@ -97,7 +101,7 @@ class _Counts:
     rows_quarantined: int = 0
 
 
-class _Run:
+class Run:
     """What the stages of one process share: settings, a registry pool, one Spark session.
 
     The session is built on first use, so a run with nothing to do never starts one.
@@ -139,8 +143,8 @@ class _Run:
 
 
 @contextmanager
-def _opened(settings: Settings) -> Iterator[_Run]:
-    run = _Run(settings)
+def opened(settings: Settings) -> Iterator[Run]:
+    run = Run(settings)
     try:
         yield run
     finally:
@@ -162,45 +166,45 @@ def claim(settings: Settings, run_id: str) -> list[ClaimedObject]:
     These claims are leased, not session-tied: the stages that follow run in other processes
     (Airflow tasks), so no session lives as long as the run. `run_once` ties its claims.
     """
-    with _opened(settings) as run:
-        return _claim(run, run_id)
+    with opened(settings) as run:
+        return claim_stage(run, run_id)
 
 
 def bronze(settings: Settings, run_id: str) -> StageResult:
     """The run's raw objects -> bronze.events (bad lines -> quarantine.events)."""
-    with _opened(settings) as run:
-        return _bronze(run, run_id)
+    with opened(settings) as run:
+        return bronze_stage(run, run_id)
 
 
 def silver(settings: Settings, run_id: str) -> StageResult:
     """The run's bronze rows -> silver.device_events (failed rules -> quarantine.events)."""
-    with _opened(settings) as run:
-        return _silver(run, run_id)
+    with opened(settings) as run:
+        return silver_stage(run, run_id)
 
 
 def quality(settings: Settings, run_id: str) -> StageResult:
     """Run checks over what silver committed for the run (spark_jobs.checks); a broken `fail`
     check raises QualityError, so gold does not run."""
-    with _opened(settings) as run:
-        return _quality(run, run_id)
+    with opened(settings) as run:
+        return quality_stage(run, run_id)
 
 
 def gold(settings: Settings, run_id: str) -> StageResult:
     """The keys the run's events touch -> every gold table (spark_jobs.gold.GOLD_JOBS) and its
     PostgreSQL mirror."""
-    with _opened(settings) as run:
-        return _gold(run, run_id)
+    with opened(settings) as run:
+        return gold_stage(run, run_id)
 
 
 def finish(settings: Settings, run_id: str) -> int:
     """Mark the run's objects processed; call only after bronze, silver and gold succeeded."""
-    with _opened(settings) as run:
-        return _finish(run, run_id)
+    with opened(settings) as run:
+        return finish_stage(run, run_id)
 
 
 def fail(settings: Settings, run_id: str, error: str) -> int:
     """Release the run's objects: back to pending, or failed after max_attempts tries."""
-    with _opened(settings) as run:
+    with opened(settings) as run:
         return run.registry.mark_failed(run_id, error)
 
 
@@ -212,41 +216,41 @@ def run_once(settings: Settings, *, run_id: str | None = None) -> RunSummary:
     With nothing to claim it returns an all-zero summary without starting Spark.
     """
     run_id = run_id or new_run_id()
-    crash_after = _crash_point()
+    crash_after = crash_point()
     started = time.monotonic()
     stage = "claim"
-    with _opened(settings) as run:
+    with opened(settings) as run:
         try:
             run.hold = run.registry.hold(run_id)
         except RegistryError as exc:  # nothing claimed, and another process's claims stay its own
             raise RunError(run_id, stage, str(exc)) from exc
         try:
-            claimed = _claim(run, run_id)
+            claimed = claim_stage(run, run_id)
             if not claimed:
                 return RunSummary(run_id=run_id, duration_s=time.monotonic() - started)
             run.claimed = len(claimed)
-            _maybe_crash(crash_after, stage)
+            maybe_crash(crash_after, stage)
             stage = "bronze"
             run.heartbeat()
-            b = _bronze(run, run_id)
-            _maybe_crash(crash_after, stage)
+            b = bronze_stage(run, run_id)
+            maybe_crash(crash_after, stage)
             stage = "silver"
             run.heartbeat()
-            s = _silver(run, run_id)
-            _maybe_crash(crash_after, stage)
+            s = silver_stage(run, run_id)
+            maybe_crash(crash_after, stage)
             stage = "quality"
             run.heartbeat()
-            q = _quality(run, run_id)
-            _maybe_crash(crash_after, stage)
+            q = quality_stage(run, run_id)
+            maybe_crash(crash_after, stage)
             stage = "gold"
             run.heartbeat()
-            g = _gold(run, run_id)
-            _maybe_crash(crash_after, stage)
+            g = gold_stage(run, run_id)
+            maybe_crash(crash_after, stage)
             stage = "finish"
             run.heartbeat()
-            processed = _finish(run, run_id)
+            processed = finish_stage(run, run_id)
         except Exception as exc:
-            _release(run, run_id, f"{stage}: {exc}", exc)
+            release(run, run_id, f"{stage}: {exc}", exc)
             raise RunError(run_id, stage, str(exc)) from exc
     return RunSummary(
         run_id=run_id,
@@ -262,7 +266,7 @@ def run_once(settings: Settings, *, run_id: str | None = None) -> RunSummary:
     )
 
 
-def _crash_point() -> str | None:
+def crash_point() -> str | None:
     """The TLAKE_CRASH_AFTER fault-injection point, validated (None when unset)."""
     point = os.environ.get(CRASH_AFTER_ENV) or None
     known = (*CRASH_POINTS, *REPROCESS_CRASH_POINTS)
@@ -271,16 +275,16 @@ def _crash_point() -> str | None:
     return point
 
 
-def _maybe_crash(crash_after: str | None, stage: str) -> None:
+def maybe_crash(crash_after: str | None, stage: str) -> None:
     """Die like a killed worker (no cleanup, no release) when the fault hook names `stage`."""
     if crash_after == stage:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-# --- stage bodies on a shared _Run -------------------------------------------------------------
+# --- stage bodies on a shared Run -------------------------------------------------------------
 
 
-def _claim(run: _Run, run_id: str) -> list[ClaimedObject]:
+def claim_stage(run: Run, run_id: str) -> list[ClaimedObject]:
     fresh = run.registry.claim(run_id, hold=run.hold)
     claimed = run.registry.claimed(run_id)  # fresh claims plus any an earlier try took
     if fresh:  # an idle poll leaves no trace in pipeline_runs
@@ -289,7 +293,7 @@ def _claim(run: _Run, run_id: str) -> list[ClaimedObject]:
     return claimed
 
 
-def _bronze(run: _Run, run_id: str) -> StageResult:
+def bronze_stage(run: Run, run_id: str) -> StageResult:
     from spark_jobs.bronze import events
 
     def work(objects: list[ClaimedObject]) -> _Counts:
@@ -299,7 +303,7 @@ def _bronze(run: _Run, run_id: str) -> StageResult:
     return _staged(run, run_id, "bronze", work)
 
 
-def _silver(run: _Run, run_id: str, *, lock: bool = True) -> StageResult:
+def silver_stage(run: Run, run_id: str, *, lock: bool = True) -> StageResult:
     """`lock`: hold the silver-writers lock shared (off only for `tlake reprocess`, which holds
     it exclusively around its own silver stage)."""
     from spark_jobs.reprocess import SILVER_WRITERS
@@ -313,7 +317,7 @@ def _silver(run: _Run, run_id: str, *, lock: bool = True) -> StageResult:
     return _staged(run, run_id, "silver", work)
 
 
-def _quality(run: _Run, run_id: str) -> StageResult:
+def quality_stage(run: Run, run_id: str) -> StageResult:
     from spark_jobs import checks
 
     def work(objects: list[ClaimedObject]) -> _Counts:
@@ -323,7 +327,7 @@ def _quality(run: _Run, run_id: str) -> StageResult:
     return _staged(run, run_id, "quality", work)
 
 
-def _gold(run: _Run, run_id: str, *, also: Touched | None = None) -> StageResult:
+def gold_stage(run: Run, run_id: str, *, also: Touched | None = None) -> StageResult:
     """`also`: keys to recompute besides the run's own (`tlake reprocess`: what a cleared range
     held before)."""
     from spark_jobs.gold import GOLD_JOBS
@@ -341,7 +345,7 @@ def _gold(run: _Run, run_id: str, *, also: Touched | None = None) -> StageResult
     return _staged(run, run_id, "gold", work)
 
 
-def _finish(run: _Run, run_id: str) -> int:
+def finish_stage(run: Run, run_id: str) -> int:
     held = len(run.registry.claimed(run_id))
     if not held:
         return 0
@@ -356,7 +360,7 @@ def _keys(objects: list[ClaimedObject]) -> list[str]:
 
 
 def _staged(
-    run: _Run, run_id: str, stage: str, work: Callable[[list[ClaimedObject]], _Counts]
+    run: Run, run_id: str, stage: str, work: Callable[[list[ClaimedObject]], _Counts]
 ) -> StageResult:
     """Run `work` on the objects `run_id` holds, recorded in pipeline_runs, errors translated."""
     objects = run.registry.claimed(run_id)
@@ -382,7 +386,7 @@ def _staged(
     )
 
 
-def _record_failure(run: _Run, run_id: str, stage: str, exc: Exception) -> None:
+def _record_failure(run: Run, run_id: str, stage: str, exc: Exception) -> None:
     """Best effort: a registry that is down must not hide the error that ended the stage."""
     try:
         run.registry.stage_finished(run_id, stage, error=str(exc) or type(exc).__name__)
@@ -390,7 +394,7 @@ def _record_failure(run: _Run, run_id: str, stage: str, exc: Exception) -> None:
         exc.add_note(f"recording the failure in pipeline_runs failed too: {record_exc}")
 
 
-def _release(run: _Run, run_id: str, error: str, exc: Exception) -> None:
+def release(run: Run, run_id: str, error: str, exc: Exception) -> None:
     """Best effort: if the registry is down the claims come back when their lease expires."""
     try:
         run.registry.mark_failed(run_id, error)

@@ -89,9 +89,9 @@ def reprocess(
     if until < since:
         raise ValueError(f"--until {until} is before --since {since}")
     run_id = run_id or f"reprocess-{pipeline.new_run_id()}"
-    crash_after = pipeline._crash_point()
+    crash_after = pipeline.crash_point()
     stage = "claim"
-    with pipeline._opened(settings) as run:
+    with pipeline.opened(settings) as run:
         try:
             run.hold = run.registry.hold(run_id)
             with commit_lock(settings, SILVER_WRITERS):
@@ -109,21 +109,21 @@ def reprocess(
                 before = _touched_in_range(run.spark, settings, since, until)
                 stage = "clear"
                 deleted = _clear_silver(settings, since, until, [c.object_key for c in claimed])
-                pipeline._maybe_crash(crash_after, stage)
+                pipeline.maybe_crash(crash_after, stage)
                 stage = "silver"
-                s = pipeline._silver(run, run_id, lock=False)
+                s = pipeline.silver_stage(run, run_id, lock=False)
             stage = "quality"
             run.heartbeat()
-            q = pipeline._quality(run, run_id)
+            q = pipeline.quality_stage(run, run_id)
             stage = "gold"
             run.heartbeat()
             deleted |= _clear_gold(settings, since, until)
-            g = pipeline._gold(run, run_id, also=before)
+            g = pipeline.gold_stage(run, run_id, also=before)
             stage = "finish"
             run.heartbeat()
-            pipeline._finish(run, run_id)
+            pipeline.finish_stage(run, run_id)
         except Exception as exc:
-            pipeline._release(run, run_id, f"reprocess {stage}: {exc}", exc)
+            pipeline.release(run, run_id, f"reprocess {stage}: {exc}", exc)
             raise RunError(run_id, stage, str(exc)) from exc
     return ReprocessResult(run_id, since, until, len(claimed), deleted=deleted, stages=(s, q, g))
 

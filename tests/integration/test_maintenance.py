@@ -1,7 +1,8 @@
 """Table upkeep with delta-rs on tables Sail wrote: optimize, vacuum, history, then still usable.
 
 After compaction and a vacuum down to zero hours, every table must read the same rows through
-both delta-rs and Sail, and the pipeline must keep merging on top of the versions delta-rs wrote.
+delta-rs, Sail and DuckDB, and the pipeline must keep merging on top of the versions delta-rs
+wrote.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 from typer.testing import CliRunner
 
+from lake_config import duck
 from lake_config.airflow import run_dag
 from lake_config.registry import Registry
 from lake_config.settings import Settings
@@ -47,26 +49,34 @@ def _land_and_run(settings: Settings, store: ObjectStore, registry: Registry, n:
     assert pipeline.run_once(settings).objects >= 1
 
 
-def _counts(settings: Settings, spark: SparkSession) -> dict[str, tuple[int, int]]:
-    """Rows of every table as (delta-rs, Sail)."""
+def _counts(settings: Settings, spark: SparkSession) -> dict[str, tuple[int, int, int]]:
+    """Rows of every table as (delta-rs, Sail, DuckDB)."""
 
     def rs(t: Table) -> int:
         dt = DeltaTable(lake_uri(settings, t.path), storage_options=delta_storage_options(settings))
         return dt.to_pyarrow_dataset().count_rows()
 
-    return {
-        t.name: (rs(t), spark.read.format("delta").load(table_uri(settings, t)).count())
-        for t in TABLES
-    }
+    con = duck.connect(settings)
+    try:
+        return {
+            t.name: (
+                rs(t),
+                spark.read.format("delta").load(table_uri(settings, t)).count(),
+                con.sql(f"select count(*) from {duck.scan(settings, t)}").fetchall()[0][0],
+            )
+            for t in TABLES
+        }
+    finally:
+        con.close()
 
 
-def test_optimize_and_vacuum_keep_every_table_readable_by_delta_rs_and_sail(
+def test_optimize_and_vacuum_keep_every_table_readable_by_delta_rs_sail_and_duckdb(
     settings: Settings, store: ObjectStore, registry: Registry, spark: SparkSession
 ) -> None:
     for n in range(3):
         _land_and_run(settings, store, registry, n)
     before = _counts(settings, spark)
-    assert all(rs == sail > 0 for rs, sail in before.values() if rs), before
+    assert all(rs == sail == duckdb > 0 for rs, sail, duckdb in before.values() if rs), before
 
     compacted = {c.table: c for c in maintenance.optimize(settings)}
     assert set(compacted) == {t.name for t in TABLES}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import pytest
 
 from lake_config.errors import ObjectExistsError
@@ -31,6 +33,14 @@ def test_bucket_accepts_conditional_put(store: ObjectStore) -> None:
     with pytest.raises(ObjectExistsError, match="already exists"):
         store.put("tests/conditional.txt", b"two", content_encoding=None, if_absent=True)
     assert store.get("tests/conditional.txt") == b"one"
+
+
+def test_put_stores_content_type_and_encoding(store: ObjectStore) -> None:
+    body = gzip.compress(b'{"a": 1}\n')
+    store.put("tests/typed.jsonl.gz", body)
+    head = store._client.head_object(Bucket=store.bucket, Key="tests/typed.jsonl.gz")
+    assert (head["ContentType"], head["ContentEncoding"]) == ("application/x-ndjson", "gzip")
+    assert store.get("tests/typed.jsonl.gz") == body  # the stored bytes, not decompressed
 
 
 def test_registry_counts_every_status(registry: Registry) -> None:
