@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from datetime import UTC, datetime
 from typing import Any
@@ -15,11 +16,14 @@ from ingest_api.errors import RegistryUnavailableError, StorageUnavailableError
 from ingest_api.landing import (
     compress,
     land,
+    prepare,
+    put_objects_async,
     quarantine_key,
     quarantine_lines,
     quarantine_records,
     raw_key,
     raw_lines,
+    register,
 )
 from lake_config.errors import ObjectExistsError, RegistryError, StorageError
 from lake_config.registry import QuarantineRecord, RawObject
@@ -166,6 +170,9 @@ class FakeStore:
             raise ObjectExistsError(f"object {key!r} already exists")
         self.objects[key] = body
 
+    async def put_async(self, key: str, body: bytes, *, if_absent: bool = False) -> None:
+        self.put(key, body, if_absent=if_absent)
+
 
 class FakeRegistry:
     def __init__(self, fail: bool = False) -> None:
@@ -285,3 +292,34 @@ def test_registry_failure_is_registry_unavailable_with_a_safe_cause() -> None:
 
     assert info.value.code == "registry_unavailable"
     assert info.value.cause == "ConnectionRefusedError"
+
+
+# --- the API's split: prepare on the loop, PUT async, register ----------------------------------
+
+
+def test_the_async_path_lands_what_land_does() -> None:
+    sync_store, async_store = FakeStore(), FakeStore()
+    do_land(sync_store, FakeRegistry(), batch(2, 1))
+
+    prepared = prepare(batch(2, 1), batch_id=BATCH_ID, source="mobile", received_at=RECEIVED_AT)
+    asyncio.run(put_objects_async(async_store, prepared))  # type: ignore[arg-type]
+    registry = FakeRegistry()
+    landing = register(registry, prepared)  # type: ignore[arg-type]
+
+    assert async_store.objects == sync_store.objects  # the same bytes under the same keys
+    assert landing == prepared.landing and landing.object_key in async_store.objects
+    [(obj, records)] = registry.calls
+    assert obj == prepared.raw_object and len(records) == 1
+
+
+def test_the_async_put_keeps_an_earlier_attempts_objects_and_reports_a_failure() -> None:
+    prepared = prepare(batch(1, 1), batch_id=BATCH_ID, source="mobile", received_at=RECEIVED_AT)
+    store = FakeStore()
+    asyncio.run(put_objects_async(store, prepared, if_absent=True))  # type: ignore[arg-type]
+    written = dict(store.objects)
+    asyncio.run(put_objects_async(store, prepared, if_absent=True))  # type: ignore[arg-type]
+    assert store.objects == written and len(written) == 2
+
+    with pytest.raises(StorageUnavailableError) as info:
+        asyncio.run(put_objects_async(FakeStore(fail=True), prepared))  # type: ignore[arg-type]
+    assert info.value.cause is not None and "connection refused" in info.value.cause
