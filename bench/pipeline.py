@@ -47,10 +47,10 @@ def land(settings: Settings, objects: int, events: int) -> tuple[list[str], int]
     """Write `objects` raw objects as the API would, register them; returns keys and bytes."""
     store = ObjectStore(settings)
     tokenizer = Tokenizer.for_settings(settings)
+    # A fixed pool (its events are reused with fresh ids): one device per object would hold
+    # millions of events in memory for 10,000 objects.
     pool = [
-        e
-        for env, _ in simulate.batches(max(50, objects), 240, seed=3, resend_rate=0.0)
-        for e in env["events"]
+        e for env, _ in simulate.batches(200, 240, seed=3, resend_rate=0.0) for e in env["events"]
     ]
     keys, total = [], 0
     with Registry(settings, max_size=2) as reg:
@@ -87,15 +87,19 @@ def land(settings: Settings, objects: int, events: int) -> tuple[list[str], int]
     return keys, total
 
 
-def small_runs(settings: Settings, events: int, repeats: int) -> float:
-    """Median seconds of `repeats` runs, each over 10 newly landed objects."""
-    times = []
+def small_runs(settings: Settings, events: int, repeats: int) -> tuple[float, dict[str, float]]:
+    """Median seconds of `repeats` runs, each over 10 newly landed objects, and per stage."""
+    times: list[float] = []
+    stages: dict[str, list[float]] = {}
     for _ in range(repeats):
         land(settings, 10, events)
         t0 = time.perf_counter()
-        assert pipeline.run_once(settings).processed == 10
+        summary = pipeline.run_once(settings)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        assert summary.processed == 10
+        for st in summary.stages:
+            stages.setdefault(st.stage, []).append(st.duration_s)
+    return statistics.median(times), {k: statistics.median(v) for k, v in stages.items()}
 
 
 def drain(settings: Settings) -> list[pipeline.RunSummary]:
@@ -120,7 +124,7 @@ def main() -> None:
             stack.up(settings, api=False)
             land(settings, 10, args.events)
             pipeline.run_once(settings)  # creates the tables
-            small_empty_s = small_runs(settings, args.events, args.repeats)
+            small_empty_s, empty_stages = small_runs(settings, args.events, args.repeats)
 
             t0 = time.perf_counter()
             keys, size = land(settings, args.objects, args.events)
@@ -139,7 +143,7 @@ def main() -> None:
             idle = pipeline.run_once(settings)
             idle_s = time.perf_counter() - t0
 
-            small_full_s = small_runs(settings, args.events, args.repeats)
+            small_full_s, full_stages = small_runs(settings, args.events, args.repeats)
         finally:
             stack.down(settings)
             drop_database(settings)
@@ -167,6 +171,8 @@ def main() -> None:
         f"after {args.objects + 10 * (args.repeats + 1)} processed "
         f"= {small_full_s / small_empty_s:.2f} x (median of {args.repeats})"
     )
+    for stage, took in empty_stages.items():
+        print(f"    {stage:<7} {took:6.2f} s vs {full_stages.get(stage, float('nan')):6.2f} s")
 
 
 if __name__ == "__main__":
