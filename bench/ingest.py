@@ -35,7 +35,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 from fastapi import FastAPI
 
@@ -48,7 +47,6 @@ from lake_config.settings import Settings
 from tlake import simulate, stack
 
 BATCH = 100
-ROOT = Path(__file__).resolve().parent.parent
 
 # wrk: cycle through the body files, print the figures as one JSON line when done.
 WRK_SCRIPT = """
@@ -182,45 +180,13 @@ def ceiling(settings: Settings, bodies: list[bytes], seconds: float) -> float:
 
 @contextlib.contextmanager
 def serving(settings: Settings, factory: str, workers: int) -> Iterator[str]:
-    """uvicorn running `factory` with `workers` processes; yields its base URL."""
-    port = settings.api_port
-    env = {**os.environ, **settings.as_env(), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            factory,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        cwd=ROOT,
-        stderr=subprocess.DEVNULL,  # one JSON log line per request
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    """The stack's own API service running `factory` with `workers` processes; yields its URL."""
+    served = settings.model_copy(update={"api_workers": workers})
+    stack.start_api(served, factory=factory)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn {factory} did not come up")
-            time.sleep(0.2)
-        yield url
+        yield served.api_url
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
+        stack.Service(served, "api").stop()
 
 
 def wrk_load(url: str, key: str, bodies_dir: Path, seconds: float, conns: int) -> dict[str, Any]:

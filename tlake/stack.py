@@ -250,7 +250,11 @@ def _api_healthy(settings: Settings) -> bool:
         return False
 
 
-def start_api(settings: Settings, timeout_s: float = 60.0) -> str:
+API_FACTORY = "ingest_api.main:create_app"
+
+
+def start_api(settings: Settings, timeout_s: float = 60.0, *, factory: str = API_FACTORY) -> str:
+    """uvicorn serving `factory` (an app factory importable from the repository root)."""
     svc = Service(settings, "api")
     if _api_healthy(settings):
         return "running"
@@ -262,7 +266,7 @@ def start_api(settings: Settings, timeout_s: float = 60.0) -> str:
             "-m",
             "uvicorn",
             "--factory",
-            "ingest_api.main:create_app",
+            factory,
             "--host",
             settings.api_host,
             "--port",
