@@ -1,4 +1,4 @@
-"""Daily upkeep: compact then vacuum every declared lake table; expire Idempotency-Key records.
+"""Daily upkeep: compact then vacuum every lake table; expire Idempotency-Key records; sweep.
 
 The pipeline's MERGEs leave a few small files per table and run; `optimize` bin-packs them, and
 `vacuum` deletes the files no version of the last 7 days references (spark_jobs.maintenance,
@@ -9,6 +9,9 @@ a table that fails is retried alone and does not hold back the others.
 `prune_idempotency` deletes the ingest API's Idempotency-Key records older than
 `idempotency_ttl_hours` (ingest_api.idempotency.prune); it shares nothing with the tables and
 runs beside them. Deleting only what has already expired, it is safe to run again.
+
+`sweep_staging` deletes the staged Parquet (spark_jobs.staging) of runs that died before they
+could clear it: folders untouched for a day whose run holds no claim.
 
 This file only declares: delta-rs and our settings are imported inside the tasks. The table
 list comes from lake_config.tables, which imports nothing but dataclasses.
@@ -89,8 +92,19 @@ def tlake_maintenance() -> None:
         print(f"{deleted} idempotency record(s) older than {settings.idempotency_ttl_hours} h")
         return deleted
 
+    @task
+    def sweep_staging() -> int:
+        """Delete staged frames of runs that died (`spark_jobs.staging.sweep`)."""
+        from lake_config.settings import get_settings
+        from spark_jobs import maintenance
+
+        removed = maintenance.sweep_staging(get_settings())
+        print(f"{removed} staged object(s) of dead runs removed")
+        return removed
+
     vacuum.expand(table_name=optimize.expand(table_name=[t.name for t in TABLES]))
     prune_idempotency()
+    sweep_staging()
 
 
 tlake_maintenance()

@@ -537,6 +537,37 @@ class Registry:
             ).fetchall()
         return sorted((ClaimedObject(**r) for r in taken), key=lambda c: c.object_id)
 
+    def begin_bronze(self, run_id: str) -> bool:
+        """Count a bronze load of every object `run_id` holds; True when it is the first load
+        of each, so none of their lines can be in bronze.events yet.
+
+        Counted before the load writes anything, so a load that dies after its commit still
+        counted: whoever loads those objects next (this run's retried task, or the run that
+        takes the claims over) gets False and must MERGE rather than append.
+        """
+        with self.connection() as conn, conn.transaction():
+            rows = conn.execute(
+                """
+                update registry.raw_objects
+                set bronze_loads = bronze_loads + 1
+                where claimed_by = %s and status = 'processing'
+                returning bronze_loads
+                """,
+                (run_id,),
+            ).fetchall()
+        return bool(rows) and all(r["bronze_loads"] == 1 for r in rows)
+
+    def active_runs(self) -> set[str]:
+        """The runs holding claims now (whose staged frames must stay)."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                """
+                select distinct claimed_by from registry.raw_objects
+                where status = 'processing' and claimed_by is not null
+                """
+            ).fetchall()
+        return {r["claimed_by"] for r in rows}
+
     def mark_processed(self, run_id: str) -> int:
         """Mark every object `run_id` still holds as processed; returns how many."""
         with self.connection() as conn, conn.transaction():

@@ -38,7 +38,7 @@ from lake_config.tables import (
     SILVER_DEVICE_EVENTS,
     SOURCES,
 )
-from spark_jobs import lake, quality
+from spark_jobs import lake, quality, staging
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -168,20 +168,24 @@ def load(
     from pyspark.errors import AnalysisException
 
     from spark_jobs.bronze.events import read_run_rows
+    from spark_jobs.silver.device_events import STAGED as SILVER_STAGED
     from spark_jobs.silver.device_events import check
 
     if not object_keys:
         return CheckCounts(rows_checked=0, failed=0)
-    # The row rules without silver's deduplication window: only `rules` matters here. The few
+    # The rows silver staged for the run, or else the row rules without silver's
+    # deduplication window (only `rules` matters here) over the run's bronze rows. The few
     # columns the checks need are written once to scratch Parquet in the lake bucket and read
     # back: a plain projection, materialized, so no check filters into the parsed payload
     # (Sail re-parses the JSON for every field then, 3x the cost), and nothing as large as the
     # run passes through the driver.
-    checked = check(
-        read_run_rows(spark, settings, object_keys),
-        SILVER_DEVICE_EVENTS.expectations,
-        settings.clock_skew_threshold_s,
-    )
+    checked = staging.read(spark, settings, run_id, SILVER_STAGED)
+    if checked is None:  # silver staged nothing for this run: derive the rows from bronze
+        checked = check(
+            read_run_rows(spark, settings, object_keys),
+            SILVER_DEVICE_EVENTS.expectations,
+            settings.clock_skew_threshold_s,
+        )
     scratch = f"{SCRATCH_PREFIX}/{run_id}"
     store = ObjectStore(settings)
     try:

@@ -1,6 +1,7 @@
 """Reading and merging the declared lake tables, the same way on Sail and on JVM Spark.
 
-Every write is a MERGE on the table's declared keys, so a stage re-run for the same objects
+Every write is a MERGE on the table's declared keys (or an append of rows that cannot be there
+yet, bronze's first load of an object), so a stage re-run for the same objects
 writes nothing twice, and holds the table's commit lock (lake_config.registry.commit_lock), so
 concurrent runs queue per table instead of failing each other's commits. A missing table is
 created from its declaration through `lake_config.spark.ensure_table`; tables are then read and
@@ -123,6 +124,20 @@ def merge(
         rows = spark.sql(statement).collect()
     spark.catalog.dropTempView(view)  # left behind on failure; the next MERGE replaces it
     return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+
+def append(spark: SparkSession, settings: Settings, table: Table, source: DataFrame) -> None:
+    """Append `source` to `table` without reading it: only for rows the caller knows cannot be
+    there yet (bronze's first load of an object, `Registry.begin_bronze`). Anything else MERGEs.
+    """
+    ensure_created(spark, settings, table)
+    # The same barrier as in `merge`: Sail checks NOT NULL columns before the source's filters.
+    rows = conform(source, table).repartition(*(table.partition_by or table.merge_keys))
+    writer = rows.write.format("delta").mode("append")
+    if table.partition_by:
+        writer = writer.partitionBy(*table.partition_by)
+    with commit_lock(settings, table_uri(settings, table)):
+        writer.save(table_uri(settings, table))
 
 
 def bounded_timestamp(text: Column) -> Column:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from lake_config.registry import commit_lock
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from deltalake import DeltaTable
 
 DEFAULT_RETENTION_HOURS = 168  # Delta's own default: readers a week behind still find files
+STAGING_RETENTION = timedelta(hours=24)  # a run's staged frames outlive any live stage
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,17 @@ def vacuum(
             )
         results.append(Vacuum(t.name, retention_hours, dry_run, tuple(sorted(files))))
     return results
+
+
+def sweep_staging(settings: Settings, *, older_than: timedelta = STAGING_RETENTION) -> int:
+    """Delete the staged frames (spark_jobs.staging) of runs that died before clearing them:
+    folders untouched for `older_than` whose run holds no claim. Returns objects removed."""
+    from lake_config.registry import Registry
+    from spark_jobs import staging
+
+    with Registry(settings, max_size=1) as registry:
+        live = registry.active_runs()
+    return staging.sweep(settings, older_than=older_than, keep=live)
 
 
 def history(settings: Settings, t: Table, *, limit: int = 20) -> list[Commit]:

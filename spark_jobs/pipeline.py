@@ -16,6 +16,7 @@ the DAG and spark-submit call, and the stages on an open `Run` (`opened`, `*_sta
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from spark_jobs.gold.common import Touched
+
+log = logging.getLogger(__name__)
 
 # Fault injection for tests only: with TLAKE_CRASH_AFTER=<point>, `run_once` SIGKILLs its own
 # process right after that point committed, so a test can stop a real `tlake run` at an exact
@@ -205,7 +208,9 @@ def finish(settings: Settings, run_id: str) -> int:
 def fail(settings: Settings, run_id: str, error: str) -> int:
     """Release the run's objects: back to pending, or failed after max_attempts tries."""
     with opened(settings) as run:
-        return run.registry.mark_failed(run_id, error)
+        released = run.registry.mark_failed(run_id, error)
+    _clear_staging(settings, run_id)
+    return released
 
 
 def run_once(settings: Settings, *, run_id: str | None = None) -> RunSummary:
@@ -297,7 +302,8 @@ def bronze_stage(run: Run, run_id: str) -> StageResult:
     from spark_jobs.bronze import events
 
     def work(objects: list[ClaimedObject]) -> _Counts:
-        c = events.load(run.spark, run.settings, run_id, objects)
+        first_load = run.registry.begin_bronze(run_id)
+        c = events.load(run.spark, run.settings, run_id, objects, first_load=first_load)
         return _Counts(c.lines, c.written, c.quarantined)
 
     return _staged(run, run_id, "bronze", work)
@@ -334,7 +340,7 @@ def gold_stage(run: Run, run_id: str, *, also: Touched | None = None) -> StageRe
     from spark_jobs.gold.common import NOTHING, of_run
 
     def work(objects: list[ClaimedObject]) -> _Counts:
-        touched = of_run(run.spark, run.settings, _keys(objects))
+        touched = of_run(run.spark, run.settings, run_id, _keys(objects))
         if also is not None:
             touched = touched | also
         total = NOTHING
@@ -352,6 +358,7 @@ def finish_stage(run: Run, run_id: str) -> int:
     run.registry.stage_started(run_id, "finish", held)
     processed = run.registry.mark_processed(run_id)
     run.registry.stage_finished(run_id, "finish", rows_out=processed)
+    _clear_staging(run.settings, run_id)
     return processed
 
 
@@ -402,3 +409,14 @@ def release(run: Run, run_id: str, error: str, exc: Exception) -> None:
         exc.add_note(
             f"releasing the claims failed too (they return at lease expiry): {release_exc}"
         )
+    _clear_staging(run.settings, run_id)
+
+
+def _clear_staging(settings: Settings, run_id: str) -> None:
+    """Best effort: a folder left behind is only space, and the daily maintenance sweeps it."""
+    from spark_jobs import staging
+
+    try:
+        staging.clear(settings, run_id)
+    except Exception as exc:  # the run's outcome stands either way
+        log.warning("could not remove the staged frames of run %s: %s", run_id, exc)

@@ -21,7 +21,7 @@ from lake_config.settings import Settings
 from lake_config.spark import lake_scheme
 from lake_config.storage import lake_uri
 from lake_config.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
-from spark_jobs import lake
+from spark_jobs import lake, staging
 from spark_jobs.lake import Split
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ EVENT_IDS_DDL = "event_id string, device_id string, event_type string"
 RULE_MALFORMED = "malformed_line"
 RULE_KEY_DATE = "key_date_mismatch"
 RULE_MISSING_LINES = "missing_lines"
+STAGED = "bronze"  # the run's parsed lines (spark_jobs.staging), read again by silver
 
 
 @dataclass(frozen=True)
@@ -161,14 +162,22 @@ def read_lines(spark: SparkSession, settings: Settings, object_keys: Sequence[st
     return spark.read.text([lake_uri(settings, key, scheme=scheme) for key in object_keys])
 
 
-def read_run_rows(spark: SparkSession, settings: Settings, object_keys: Sequence[str]) -> DataFrame:
-    """The bronze.events rows loaded from `object_keys`, by whichever run loaded them.
+def read_run_rows(
+    spark: SparkSession, settings: Settings, object_keys: Sequence[str], run_id: str | None = None
+) -> DataFrame:
+    """The bronze.events rows of `object_keys`.
 
-    Pruned to the `dt=` dates of the keys; `classify` quarantines a line that disagrees with
-    its key's date, so the pruning never hides a loaded row.
+    With `run_id`, from the lines that run's bronze stage staged (spark_jobs.staging), when it
+    staged them: the same rows without scanning the table. Otherwise from bronze.events, by
+    whichever run loaded them, pruned to the `dt=` dates of the keys; `classify` quarantines a
+    line that disagrees with its key's date, so the pruning never hides a loaded row.
     """
     from pyspark.sql import functions as F
 
+    if run_id is not None:
+        staged = staging.read(spark, settings, run_id, STAGED)
+        if staged is not None:
+            return lake.conform(staged.where(F.col("rule").isNull()), BRONZE_EVENTS)
     rows = lake.read(spark, settings, BRONZE_EVENTS).where(
         F.col("object_key").isin(list(object_keys))
     )
@@ -179,15 +188,24 @@ def read_run_rows(spark: SparkSession, settings: Settings, object_keys: Sequence
 
 
 def load(
-    spark: SparkSession, settings: Settings, run_id: str, objects: Sequence[ClaimedObject]
+    spark: SparkSession,
+    settings: Settings,
+    run_id: str,
+    objects: Sequence[ClaimedObject],
+    *,
+    first_load: bool = False,
 ) -> BronzeCounts:
-    """Parse the objects' lines and MERGE them into bronze.events and quarantine.events.
+    """Parse the objects' lines once, then write them to bronze.events and quarantine.events.
 
-    Three Spark actions: one small aggregate (lines per object and ingest date, which bound
-    the MERGE), then one MERGE per table, skipped when it has nothing to write. An object that
-    yields fewer lines than the registry counted gets a `missing_lines` quarantine row instead
-    of passing unnoticed: Sail reads a missing object as empty (JVM Spark fails the read, and
-    with it the run).
+    The parsed lines are staged as Parquet (spark_jobs.staging) and everything after reads
+    that: one small aggregate (lines per object and ingest date), then the writes, skipped
+    when they have nothing to write. With `first_load` (the registry counted this as every
+    object's first bronze load, `Registry.begin_bronze`) no line can be in bronze yet, so they
+    are appended without reading the table; otherwise they are MERGEd on (object_key,
+    line_no), pruned to their ingest dates, and a line already there is not written twice.
+    An object that yields fewer lines than the registry counted gets a `missing_lines`
+    quarantine row instead of passing unnoticed: Sail reads a missing object as empty (JVM
+    Spark fails the read, and with it the run).
     """
     from pyspark.sql import functions as F
 
@@ -197,22 +215,29 @@ def load(
         lake.ensure_created(spark, settings, table)
     keys = [o.object_key for o in objects]
     classified = classify(read_lines(spark, settings, keys), run_id)
+    # The raw line is only kept where quarantine needs it: good lines carry their payload.
+    classified = classified.withColumn("line", F.when(F.col("rule").isNotNull(), F.col("line")))
+    staged = staging.write(spark, settings, run_id, STAGED, classified)
     stats = (
-        classified.groupBy(F.col("rule").isNull().alias("ok"), "object_key", "ingest_date")
+        staged.groupBy(F.col("rule").isNull().alias("ok"), "object_key", "ingest_date")
         .agg(F.count(F.lit(1)).alias("n"))
         .collect()
     )
     lines = sum(int(r["n"]) for r in stats)
+    good = sum(int(r["n"]) for r in stats if r["ok"])
     good_dates = sorted({r["ingest_date"] for r in stats if r["ok"]})
     seen = Counter[str]()
     for r in stats:
         seen[r["object_key"]] += int(r["n"])
     short = [o for o in objects if seen[o.object_key] < o.event_count]
-    rows, quarantine = split(classified)
+    rows, quarantine = split(staged)
     if short:
         quarantine = quarantine.unionByName(_short_objects(spark, run_id, short, seen))
     written = quarantined = 0
-    if good_dates:
+    if good and first_load:
+        lake.append(spark, settings, BRONZE_EVENTS, rows)
+        written = good
+    elif good_dates:
         written = lake.merge(
             spark, settings, BRONZE_EVENTS, rows, prune={"ingest_date": good_dates}
         )

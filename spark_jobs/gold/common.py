@@ -89,8 +89,11 @@ class Touched:
         return spark.createDataFrame(self.rows.select(list(columns))).distinct()
 
 
-def of_run(spark: SparkSession, settings: Settings, object_keys: Sequence[str]) -> Touched:
-    """What the events in `object_keys` touch (one Spark action).
+def of_run(
+    spark: SparkSession, settings: Settings, run_id: str, object_keys: Sequence[str]
+) -> Touched:
+    """What the events in `object_keys` touch (one Spark action, over the rows the run's
+    silver stage staged when there are some: `device_events.run_rows`).
 
     The projection is collected as is and filtered and made distinct in Arrow: Sail re-parses
     the payload for every field when a filter on the accepted flag is pushed into it (3x the
@@ -99,13 +102,9 @@ def of_run(spark: SparkSession, settings: Settings, object_keys: Sequence[str]) 
     import pyarrow.compute as pc
     from pyspark.sql import functions as F
 
-    from spark_jobs.bronze.events import read_run_rows
-    from spark_jobs.silver.device_events import classify
+    from spark_jobs.silver.device_events import run_rows
 
-    lines = classify(
-        read_run_rows(spark, settings, object_keys),
-        clock_skew_threshold_s=settings.clock_skew_threshold_s,
-    ).select(
+    lines = run_rows(spark, settings, run_id, object_keys).select(
         "accepted",
         F.split("schema_version", "/")[0].alias("family"),
         "device_id",

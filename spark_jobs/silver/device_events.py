@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING
 from lake_config.quality import Expectation
 from lake_config.settings import Settings
 from lake_config.tables import QUARANTINE_EVENTS, SILVER_DEVICE_EVENTS, SOURCES, Source
-from spark_jobs import lake, quality
+from spark_jobs import lake, quality, staging
 from spark_jobs.lake import Split
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 STAGE = "silver"
+STAGED = "silver"  # the run's classified rows (spark_jobs.staging), read by quality and gold
 
 # The tokenized event as the ingest API wrote it. occurred_at is text (Sail cannot parse
 # RFC 3339 inside from_json); attributes typed string keep the object's JSON text, so scalar
@@ -313,8 +314,10 @@ def load(
 ) -> SilverCounts:
     """Transform the bronze rows of `object_keys` and MERGE them into silver and quarantine.
 
-    Three Spark actions: one aggregate (counts, every expectation's checked and failed rows,
-    and the event dates that bound the MERGE), then one MERGE per table. The rule counts go to
+    The transform runs once: its rows are staged as Parquet (spark_jobs.staging, also read by
+    the run's quality and gold stages), then one aggregate over them (counts, every
+    expectation's checked and failed rows, and the event dates that bound the MERGE), then one
+    MERGE per table. The rule counts go to
     analytics.dq_results first; a broken `fail` rule then raises QualityError before either
     MERGE. The silver MERGE matches event_id within those event dates only, so a
     client that reuses an event_id for an event on another day gets a second row; scanning all
@@ -329,8 +332,14 @@ def load(
     # Readers (the read API, the catalog, the next stage) may rely on every table, even empty.
     for table in (SILVER_DEVICE_EVENTS, QUARANTINE_EVENTS, *(s.table for s in SOURCES)):
         lake.ensure_created(spark, settings, table)
-    bronze = read_run_rows(spark, settings, object_keys).withColumn("run_id", F.lit(run_id))
-    classified = classify(bronze, expectations, settings.clock_skew_threshold_s)
+    bronze = read_run_rows(spark, settings, object_keys, run_id).withColumn("run_id", F.lit(run_id))
+    classified = staging.write(
+        spark,
+        settings,
+        run_id,
+        STAGED,
+        classify(bronze, expectations, settings.clock_skew_threshold_s),
+    )
     stats = (
         classified.groupBy(
             "accepted",
@@ -385,6 +394,22 @@ def load(
         quarantined=quarantined,
         rule_results=tuple(checked),
         sources=tuple(sources),
+    )
+
+
+def run_rows(
+    spark: SparkSession, settings: Settings, run_id: str, object_keys: Sequence[str]
+) -> DataFrame:
+    """`classify` of the run's bronze rows: as its silver stage staged them, or derived again
+    from bronze when it did not (a stage run on its own, or the folder already cleared)."""
+    from spark_jobs.bronze.events import read_run_rows
+
+    staged = staging.read(spark, settings, run_id, STAGED)
+    if staged is not None:
+        return staged
+    return classify(
+        read_run_rows(spark, settings, object_keys),
+        clock_skew_threshold_s=settings.clock_skew_threshold_s,
     )
 
 

@@ -23,15 +23,17 @@ def maintenance_dag(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_vacuum_follows_optimize_once_a_day(maintenance_dag: dict[str, Any]) -> None:
-    assert maintenance_dag["tasks"] == ["optimize", "vacuum", "prune_idempotency"]
+    assert maintenance_dag["tasks"] == ["optimize", "vacuum", "prune_idempotency", "sweep_staging"]
     assert maintenance_dag["upstream"] == {
         "optimize": [],
         "prune_idempotency": [],
+        "sweep_staging": [],
         "vacuum": ["optimize"],
     }
     assert maintenance_dag["operators"] == {
         "optimize": "DecoratedMappedOperator",
         "prune_idempotency": "_PythonDecoratedOperator",
+        "sweep_staging": "_PythonDecoratedOperator",
         "vacuum": "DecoratedMappedOperator",
     }
     assert (maintenance_dag["schedule"], maintenance_dag["max_active_runs"]) == ("@daily", 1)
@@ -44,5 +46,6 @@ def test_a_table_whose_upkeep_fails_for_good_raises_an_alert(
     assert maintenance_dag["on_failure_callback"] == {
         "optimize": True,
         "prune_idempotency": True,
+        "sweep_staging": True,
         "vacuum": True,
     }
