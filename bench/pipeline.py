@@ -17,7 +17,10 @@ then measures in the same run:
 
 It starts its own private stack (SeaweedFS, Sail, a throwaway PostgreSQL database) and removes it.
 Usage: `python bench/pipeline.py [--objects 100] [--events 1000] [--repeats 3]`.
-The incrementality goal is stated for 10,000 objects: `--objects 10000 --events 100`.
+The incrementality goal is stated for 10,000 objects: `--objects 10000 --events 100`. By default
+all of them land today, the worst case: today's partitions, which a new run's MERGEs and lookups
+must read, then hold the whole lake. `--history-days 7` spreads them over a week ending today, as
+a lake grows in service (today then holds a seventh).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -43,8 +46,15 @@ from spark_jobs import pipeline
 from tlake import simulate, stack
 
 
-def land(settings: Settings, objects: int, events: int) -> tuple[list[str], int]:
-    """Write `objects` raw objects as the API would, register them; returns keys and bytes."""
+def land(
+    settings: Settings, objects: int, events: int, *, history_days: int = 1
+) -> tuple[list[str], int]:
+    """Write `objects` raw objects as the API would, register them; returns keys and bytes.
+
+    With `history_days` > 1 the objects are spread evenly over that many days ending today
+    (received, sent and occurred times all moved back together, so each object is what the API
+    would have landed that day): a lake that grew over time rather than in one day.
+    """
     store = ObjectStore(settings)
     tokenizer = Tokenizer.for_settings(settings)
     # A fixed pool (its events are reused with fresh ids): one device per object would hold
@@ -55,16 +65,21 @@ def land(settings: Settings, objects: int, events: int) -> tuple[list[str], int]
     keys, total = [], 0
     with Registry(settings, max_size=2) as reg:
         for i in range(objects):
+            back = timedelta(days=(objects - 1 - i) * history_days // objects)
             chunk = [dict(pool[(i * events + j) % len(pool)]) for j in range(events)]
             for e in chunk:  # unique ids: the benchmark measures volume, not dedup
                 e["event_id"] = str(uuid.uuid4())
+                if back:
+                    e["occurred_at"] = _rfc3339(_parse(e["occurred_at"]) - back)
+            received = datetime.now(UTC) - back
             # sent now, as the SDK does: a sent_at older than the events would read as clock skew
-            sent_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-            body = orjson.dumps({"sent_at": sent_at, "events": chunk})
+            body = orjson.dumps({"sent_at": _rfc3339(received), "events": chunk})
             batch = validate_batch(
-                body, settings.model_copy(update={"max_events_per_batch": events}), tokenizer
+                body,
+                settings.model_copy(update={"max_events_per_batch": events}),
+                tokenizer,
+                received_at=received,
             )
-            received = datetime.now(UTC)
             batch_id = uuid.uuid4()
             key = raw_key("bench", received, batch_id)
             data = compress(
@@ -85,6 +100,14 @@ def land(settings: Settings, objects: int, events: int) -> tuple[list[str], int]
             keys.append(key)
             total += len(data)
     return keys, total
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _rfc3339(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
 
 
 def small_runs(settings: Settings, events: int, repeats: int) -> tuple[float, dict[str, float]]:
@@ -115,6 +138,12 @@ def main() -> None:
     ap.add_argument("--objects", type=int, default=100)
     ap.add_argument("--events", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--history-days",
+        type=int,
+        default=1,
+        help="spread the big load over this many days ending today (1: all of it today)",
+    )
     args = ap.parse_args()
     n_events = args.objects * args.events
 
@@ -127,7 +156,7 @@ def main() -> None:
             small_empty_s, empty_stages = small_runs(settings, args.events, args.repeats)
 
             t0 = time.perf_counter()
-            keys, size = land(settings, args.objects, args.events)
+            keys, size = land(settings, args.objects, args.events, history_days=args.history_days)
             landing_s = time.perf_counter() - t0
 
             spark = build_session(settings)
@@ -156,7 +185,10 @@ def main() -> None:
         for st in r.stages:
             seconds[st.stage] = seconds.get(st.stage, 0.0) + st.duration_s
             rows[st.stage] = rows.get(st.stage, 0) + st.rows_written
-    print(f"pipeline benchmark: {args.objects} objects x {args.events} events = {n_events:,}")
+    print(
+        f"pipeline benchmark: {args.objects} objects x {args.events} events = {n_events:,}"
+        f", landed over {args.history_days} day(s) ending today"
+    )
     print(f"  landed (gzip)       {size / 2**20:.1f} MiB in {landing_s:.1f} s")
     print(f"  baseline read+count {n_events / baseline_s:>10,.0f} events/s ({baseline_s:.1f} s)")
     print(

@@ -9,11 +9,11 @@ tables can answer is checked here, for the objects of one run:
 - heartbeat_device_inventoried (referential): a fleet heartbeat's machine has an inventory
   record, in this run or already in gold.fleet_devices.
 
-The run's bronze rows go through silver's row rules again (pure, so they give what silver
-decided) and the few columns the checks need are materialized once as scratch Parquet; then
-every check is
-one anti-join against tables pruned to the run's event dates and objects: two Spark actions,
-whatever the size of the lake. Counts go to analytics.dq_results; a
+The run's rows as its silver stage staged them (or, without those, its bronze rows through
+silver's row rules again: pure, so they give what silver decided) give the few columns the
+checks need, materialized once as scratch Parquet; then every check is one anti-join against
+the tables, first narrowed to the files this run wrote, and only if that misses a row, pruned
+to the run's event dates and objects (`_check`). Counts go to analytics.dq_results; a
 broken `fail` check raises QualityError, so gold never runs on a run whose silver is incomplete
 and the run's claims are released for the next run to redo.
 
@@ -47,7 +47,12 @@ STAGE = "quality"
 SCRATCH_PREFIX = "_scratch/quality"  # under the lake bucket; a run's folder lives during its check
 SUBJECTS_DDL = (
     "valid boolean, event_id string, device_id string, event_type string, family string, "
-    "event_date date, record_key string, rule_names array<string>"
+    "event_date date, record_key string, rule_names array<string>, received_at timestamp"
+)
+# The checks that look rows up in the committed tables (the referential one reads a small
+# per-device table whole).
+LOOKUP_CHECKS = frozenset(
+    {"silver_holds_accepted", "quarantine_holds_rejected", "source_table_complete"}
 )
 FLEET = "fleet"
 
@@ -57,6 +62,7 @@ class CheckCounts:
     rows_checked: int  # the run's lines (every check looks at a subset of them)
     failed: int  # rows failing any check, warn included
     results: tuple[quality.RuleResult, ...] = ()
+    passes: int = 1  # 2 when rows were looked up beyond this run's own files (`_check`)
 
 
 def subjects(classified: DataFrame) -> DataFrame:
@@ -79,6 +85,7 @@ def subjects(classified: DataFrame) -> DataFrame:
             "record_key"
         ),
         F.col("rules.rule").alias("rule_names"),
+        "received_at",
     )
 
 
@@ -193,10 +200,13 @@ def load(
         subjects(checked).write.mode("overwrite").parquet(uri)
         lines = spark.read.schema(SUBJECTS_DDL).parquet(uri)
         try:
-            line_count, dates = _lines_and_dates(lines)
+            line_count, dates, received = _lines_and_dates(lines)
         except AnalysisException:  # no file written: the objects hold no line at all
-            lines, line_count, dates = spark.createDataFrame([], SUBJECTS_DDL), 0, []
-        return _check(spark, settings, run_id, object_keys, lines, line_count, dates, checks)
+            lines = spark.createDataFrame([], SUBJECTS_DDL)
+            line_count, dates, received = 0, [], None
+        return _check(
+            spark, settings, run_id, object_keys, lines, line_count, dates, received, checks
+        )
     finally:
         store.delete_prefix(f"{scratch}/")
         store.close()
@@ -210,18 +220,63 @@ def _check(
     lines: DataFrame,
     line_count: int,
     dates: list[date],
+    received: tuple[datetime, datetime] | None,
     checks: Sequence[RunCheck],
 ) -> CheckCounts:
+    """Run the checks, looking first only where this run's rows are, then, if that missed
+    any, everywhere they could be.
+
+    What this run's silver stage wrote has its lines' received_at, and what its stages
+    quarantined has its run_id, so the first pass reads only the files whose statistics admit
+    those (Delta data skipping): a cost of the run, not of the lake. A row the first pass does
+    not find may still be there, written by an earlier run — an event re-sent across runs, or
+    a crashed run's work taken over — so only then does a second pass read the tables pruned
+    to the run's event dates and objects, and its answer is the one recorded.
+    """
+    narrow = _lookups(spark, settings, run_id, object_keys, dates, received)
+    found = results(transform(lines, *narrow, checks).collect(), checks)
+    passes = 1
+    if received is not None and any(r.rows_failed for r in found if r.rule in LOOKUP_CHECKS):
+        wide = _lookups(spark, settings, run_id, object_keys, dates, None)
+        found = results(transform(lines, *wide, checks).collect(), checks)
+        passes = 2
+    quality.record(settings.database_url, run_id, found, datetime.now(UTC))
+    quality.enforce(found, outcome="gold did not run")
+    return CheckCounts(
+        rows_checked=line_count,
+        failed=sum(r.rows_failed for r in found),
+        results=tuple(found),
+        passes=passes,
+    )
+
+
+def _lookups(
+    spark: SparkSession,
+    settings: Settings,
+    run_id: str,
+    object_keys: Sequence[str],
+    dates: list[date],
+    received: tuple[datetime, datetime] | None,
+) -> tuple[DataFrame, DataFrame, DataFrame, DataFrame]:
+    """`transform`'s table frames: silver ids, quarantined keys, source ids, inventoried
+    devices. With `received` (the run's received_at range), narrowed to this run's rows."""
     from pyspark.sql import functions as F
 
     def pruned(table_df: DataFrame) -> DataFrame:
         # No valid event: nothing to look up (and `in ()` is not SQL every engine accepts).
-        return table_df.where(F.col("event_date").isin(dates) if dates else F.lit(False))
+        if not dates:
+            return table_df.where(F.lit(False))
+        table_df = table_df.where(F.col("event_date").isin(dates))
+        if received is not None:
+            low, high = received
+            table_df = table_df.where(F.col("received_at").between(low, high))
+        return table_df
 
     silver_ids = pruned(lake.read(spark, settings, SILVER_DEVICE_EVENTS))
-    quarantined = lake.read(spark, settings, QUARANTINE_EVENTS).where(
-        F.col("object_key").isin(list(object_keys))
-    )
+    quarantined = lake.read(spark, settings, QUARANTINE_EVENTS)
+    if received is not None:
+        quarantined = quarantined.where(F.col("run_id") == run_id)
+    quarantined = quarantined.where(F.col("object_key").isin(list(object_keys)))
     source_ids = None
     for source in SOURCES:
         ids = pruned(lake.read(spark, settings, source.table)).select(
@@ -234,28 +289,30 @@ def _check(
         .select("device_id")
     )
     assert source_ids is not None  # SOURCES is never empty
-    rows = transform(lines, silver_ids, quarantined, source_ids, inventoried, checks).collect()
-    found = results(rows, checks)
-    quality.record(settings.database_url, run_id, found, datetime.now(UTC))
-    quality.enforce(found, outcome="gold did not run")
-    return CheckCounts(
-        rows_checked=line_count,
-        failed=sum(r.rows_failed for r in found),
-        results=tuple(found),
-    )
+    return silver_ids, quarantined, source_ids, inventoried
 
 
-def _lines_and_dates(lines: DataFrame) -> tuple[int, list[date]]:
-    """The run's line count and the event dates of its valid lines (where silver and the
-    source tables hold them), in one small aggregation."""
+def _lines_and_dates(
+    lines: DataFrame,
+) -> tuple[int, list[date], tuple[datetime, datetime] | None]:
+    """The run's line count, the event dates of its valid lines (where silver and the source
+    tables hold them) and the range of its lines' received_at, in one small aggregation."""
     from pyspark.sql import functions as F
 
     rows = (
         lines.groupBy(F.when(F.col("valid"), F.col("event_date")).alias("d"))
-        .agg(F.count(F.lit(1)).alias("n"))
+        .agg(
+            F.count(F.lit(1)).alias("n"),
+            F.min("received_at").alias("low"),
+            F.max("received_at").alias("high"),
+        )
         .collect()
     )
-    return sum(int(r["n"]) for r in rows), sorted(r["d"] for r in rows if r["d"] is not None)
+    lows = [r["low"] for r in rows if r["low"] is not None]
+    highs = [r["high"] for r in rows if r["high"] is not None]
+    received = (min(lows), max(highs)) if lows and highs else None
+    dates = sorted(r["d"] for r in rows if r["d"] is not None)
+    return sum(int(r["n"]) for r in rows), dates, received
 
 
 def main(argv: Sequence[str] | None = None) -> int:
