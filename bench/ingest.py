@@ -3,7 +3,7 @@
 (a) ceiling  — parse + validate + tokenize + serialize + gzip of a 100-event batch, in-process,
                no HTTP, one core: what one worker could do at most.
 (b) API      — the real app under uvicorn (1 and 2 workers) with its storage left out: the
-               object store and the registry's `register` are no-ops (`discard_app` below),
+               object store and the batch registrar are no-ops (`discard_app` below),
                keys still come from PostgreSQL. HTTP, auth, limits, body, validation, tokens,
                serialization and gzip, with nothing written.
 (c) landing  — the app as deployed: every request PUTs its raw object to SeaweedFS and
@@ -42,7 +42,7 @@ from ingest_api.batches import validate_batch
 from ingest_api.landing import compress, raw_lines
 from ingest_api.main import create_app
 from ingest_api.tokenize import Tokenizer
-from lake_config.registry import Registry, drop_database
+from lake_config.registry import AsyncRegistrar, Registry, drop_database
 from lake_config.settings import Settings
 from tlake import simulate, stack
 
@@ -102,27 +102,25 @@ class DiscardStore:
         return None
 
 
-class KeysOnlyRegistry:
-    """The real registry for API keys; registering a batch does nothing."""
+class DiscardRegistrar:
+    """Registers nothing (the API's `AsyncRegistrar` in (b)); API keys still come from
+    PostgreSQL through the app's real `Registry`."""
 
-    def __init__(self, registry: Registry) -> None:
-        self._registry = registry
+    def __init__(self, registrar: AsyncRegistrar) -> None:
+        self._registrar = registrar
 
-    def lookup_key(self, secret: str) -> Any:
-        return self._registry.lookup_key(secret)
-
-    def register(self, *args: Any, **kwargs: Any) -> None:
+    async def register(self, *args: Any, **kwargs: Any) -> None:
         return None
 
-    def close(self) -> None:
-        self._registry.close()
+    async def close(self) -> None:
+        await self._registrar.close()
 
 
 def discard_app() -> FastAPI:
     """`create_app()` with storage left out (uvicorn --factory bench.ingest:discard_app).
 
-    The app's own lifespan opens its clients, then the store and the registry's `register` are
-    swapped on `app.state`: `dependency_overrides` would cost FastAPI a signature inspection
+    The app's own lifespan opens its clients, then the store and the registrar are swapped on
+    `app.state`: `dependency_overrides` would cost FastAPI a signature inspection
     per request, which the deployed app does not pay.
     """
     app = create_app()
@@ -132,7 +130,7 @@ def discard_app() -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with opened(app):
             app.state.store = DiscardStore()
-            app.state.registry = KeysOnlyRegistry(app.state.registry)
+            app.state.registrar = DiscardRegistrar(app.state.registrar)
             yield
 
     app.router.lifespan_context = lifespan

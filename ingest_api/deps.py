@@ -2,6 +2,8 @@
 
 One `Registry` and one `ObjectStore` per app, built by `lifespan` from the app's settings and
 closed when it stops. Tests replace any of them with `app.dependency_overrides[get_store] = ...`.
+The `AsyncRegistrar` that registers landed batches is app state read by `ingest_api.intake`, not
+a dependency: every dependency costs FastAPI's resolver time on each request.
 
 Every dependency is `async def`, though none awaits: FastAPI runs a plain `def` dependency in
 the threadpool, and those thread hops cost more per request than validating its events did
@@ -29,7 +31,7 @@ from ingest_api.keys import MAX_KEY_CHARS, KeyCache, segment_secret
 from ingest_api.log import log_fields
 from ingest_api.tokenize import Tokenizer
 from lake_config.errors import RegistryError
-from lake_config.registry import ApiKey, Registry
+from lake_config.registry import ApiKey, AsyncRegistrar, Registry
 from lake_config.settings import Settings
 from lake_config.storage import ObjectStore
 
@@ -45,6 +47,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # an ingest request needs to register its batch.
     app.state.analytics_db = Registry(settings, max_size=READ_POOL_SIZE)
     app.state.store = ObjectStore(settings)
+    # Registering landed batches is awaited on this loop (psycopg's async pool): no thread.
+    app.state.registrar = AsyncRegistrar(settings)
+    await app.state.registrar.open()
     app.state.key_cache = KeyCache()
     # What is alive now (modules, the app, its clients) lives as long as the worker: moved out
     # of the cyclic collector's reach, a collection scans only what requests allocated.
@@ -52,6 +57,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app.state.registrar.close()
         app.state.analytics_db.close()
         app.state.registry.close()
 

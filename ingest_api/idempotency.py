@@ -220,21 +220,34 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+_COMPLETE = """
+    update registry.idempotency
+    set status = 'completed', status_code = %s, response = %s, completed_at = now(),
+        locked_until = null
+    where source = %s and idempotency_key = %s and attempt = %s and status = 'in_progress'
+"""
+
+
 def complete(
     conn: psycopg.Connection[Any], owned: Claim, status_code: int, body: dict[str, Any]
 ) -> None:
     """Store the answer, inside the registration's transaction; ClaimLostError if taken over."""
-    cur = conn.execute(
-        """
-        update registry.idempotency
-        set status = 'completed', status_code = %s, response = %s, completed_at = now(),
-            locked_until = null
-        where source = %s and idempotency_key = %s and attempt = %s and status = 'in_progress'
-        """,
-        (status_code, Jsonb(body), owned.source, owned.key, owned.attempt),
-    )
+    cur = conn.execute(_COMPLETE, _complete_params(owned, status_code, body))
     if cur.rowcount != 1:
         raise ClaimLostError(f"idempotency claim attempt {owned.attempt} was taken over")
+
+
+async def complete_async(
+    conn: psycopg.AsyncConnection[Any], owned: Claim, status_code: int, body: dict[str, Any]
+) -> None:
+    """`complete` inside an `AsyncRegistrar.register` transaction."""
+    cur = await conn.execute(_COMPLETE, _complete_params(owned, status_code, body))
+    if cur.rowcount != 1:
+        raise ClaimLostError(f"idempotency claim attempt {owned.attempt} was taken over")
+
+
+def _complete_params(owned: Claim, status_code: int, body: dict[str, Any]) -> tuple[Any, ...]:
+    return (status_code, Jsonb(body), owned.source, owned.key, owned.attempt)
 
 
 def release(registry: Registry, owned: Claim) -> None:

@@ -12,17 +12,17 @@ objects only, so the retried batch (with a new batch_id) is not counted twice.
 
 Object formats are those of docs/CONTRACTS.md. `land` does it all, blocking (the MQTT bridge,
 quarantine replay). The API takes the same three steps apart so that no thread runs its CPU
-work: `prepare` (serialize and gzip, on the event loop), `put_objects_async` (the PUTs, on
-obstore's runtime), then `register` in a thread, the one blocking call left. Measured with
-bench/ingest.py, serializing and compressing in a threadpool thread cost a worker more CPU than
-the rest of the request's framework work.
+work and nothing blocks its loop: `prepare` (serialize and gzip, on the event loop),
+`put_objects_async` (the PUTs, on obstore's runtime), then `register_async` (psycopg's async
+pool). Measured with bench/ingest.py, serializing and compressing in a threadpool thread cost a
+worker more CPU than the rest of the request's framework work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gzip
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,7 +35,7 @@ import psycopg
 from ingest_api.batches import Rejection, ValidatedBatch
 from ingest_api.errors import RegistryUnavailableError, StorageUnavailableError
 from lake_config.errors import ObjectExistsError, RegistryError, StorageError
-from lake_config.registry import QuarantineRecord, RawObject, Registry
+from lake_config.registry import AsyncRegistrar, QuarantineRecord, RawObject, Registry
 from lake_config.storage import ObjectStore
 
 COMPONENT = "ingest_api"
@@ -287,6 +287,23 @@ def register(
     """Register the raw object and the quarantine rows in one transaction (blocking)."""
     try:
         registry.register(prepared.raw_object, prepared.records, first=first)
+    except RegistryError as exc:
+        raise RegistryUnavailableError(
+            "the registry is unavailable; nothing was accepted, retry the batch",
+            cause=_cause(exc),
+        ) from exc
+    return prepared.landing
+
+
+async def register_async(
+    registrar: AsyncRegistrar,
+    prepared: Prepared,
+    *,
+    first: Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]] | None = None,
+) -> Landing:
+    """`register` on the event loop (the API's path): awaited, no thread."""
+    try:
+        await registrar.register(prepared.raw_object, prepared.records, first=first)
     except RegistryError as exc:
         raise RegistryUnavailableError(
             "the registry is unavailable; nothing was accepted, retry the batch",

@@ -24,6 +24,7 @@ from ingest_api.landing import (
     raw_key,
     raw_lines,
     register,
+    register_async,
 )
 from lake_config.errors import ObjectExistsError, RegistryError, StorageError
 from lake_config.registry import QuarantineRecord, RawObject
@@ -323,3 +324,45 @@ def test_the_async_put_keeps_an_earlier_attempts_objects_and_reports_a_failure()
     with pytest.raises(StorageUnavailableError) as info:
         asyncio.run(put_objects_async(FakeStore(fail=True), prepared))  # type: ignore[arg-type]
     assert info.value.cause is not None and "connection refused" in info.value.cause
+
+
+class FakeRegistrar:
+    """`AsyncRegistrar`'s shape: awaited register, `first` awaited inside it."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.calls: list[tuple[RawObject | None, list[QuarantineRecord]]] = []
+
+    async def register(
+        self, obj: RawObject | None, records: list[QuarantineRecord], *, first: Any = None
+    ) -> None:
+        if self.fail:
+            raise RegistryError("registry unavailable: boom") from ConnectionRefusedError()
+        if first is not None:
+            await first("conn")
+        self.calls.append((obj, list(records)))
+
+
+def test_the_awaited_registration_registers_what_the_blocking_one_does() -> None:
+    prepared = prepare(batch(2, 1), batch_id=BATCH_ID, source="mobile", received_at=RECEIVED_AT)
+    blocking, awaited = FakeRegistry(), FakeRegistrar()
+    firsts: list[Any] = []
+
+    async def first(conn: Any) -> None:
+        firsts.append(conn)
+
+    register(blocking, prepared)  # type: ignore[arg-type]
+    landing = asyncio.run(register_async(awaited, prepared, first=first))  # type: ignore[arg-type]
+
+    assert landing == prepared.landing
+    assert awaited.calls == blocking.calls and len(awaited.calls) == 1
+    assert firsts == ["conn"]  # the idempotency answer is stored inside the registration
+
+
+def test_the_awaited_registration_fails_as_registry_unavailable() -> None:
+    prepared = prepare(batch(1, 0), batch_id=BATCH_ID, source="mobile", received_at=RECEIVED_AT)
+
+    with pytest.raises(RegistryUnavailableError) as info:
+        asyncio.run(register_async(FakeRegistrar(fail=True), prepared))  # type: ignore[arg-type]
+
+    assert info.value.cause == "ConnectionRefusedError"
