@@ -5,18 +5,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from lake_config.errors import LakeConfigError
-from lake_config.settings import get_settings
+from lake_config.settings import Settings, get_settings
 from tlake.errors import TlakeError
 from tlake.simulators import Profile
+
+if TYPE_CHECKING:
+    from lake_config.registry import Registry
+
+T = TypeVar("T")
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
@@ -31,9 +37,20 @@ console = Console(width=_WIDTH)
 err = Console(stderr=True, width=_WIDTH)
 
 
-def _fail(exc: Exception) -> None:
+def _fail(exc: Exception) -> NoReturn:
     err.print(f"[bold red]error:[/] {exc}")
     raise typer.Exit(code=1)
+
+
+def _registry_call(call: Callable[[Registry], T], *, settings: Settings | None = None) -> T:
+    """`call` with a one-connection registry; a registry error ends the command (exit 1)."""
+    from lake_config.registry import Registry
+
+    try:
+        with Registry(settings or get_settings(), max_size=1) as reg:
+            return call(reg)
+    except LakeConfigError as exc:
+        _fail(exc)
 
 
 @app.command()
@@ -114,15 +131,10 @@ def keys_create(
     scope: Annotated[str, typer.Option(help="write or read")] = "write",
 ) -> None:
     """Create an API key and print it once; only its hash is stored."""
-    from lake_config.registry import Registry
 
     if scope not in {"write", "read"}:
         _fail(ValueError("scope must be 'write' or 'read'"))
-    try:
-        with Registry(get_settings(), max_size=1) as reg:
-            secret = reg.create_key(source, scope=scope)
-    except LakeConfigError as exc:
-        _fail(exc)
+    secret = _registry_call(lambda reg: reg.create_key(source, scope=scope))
     sys.stdout.write(secret + "\n")
 
 
@@ -217,16 +229,12 @@ def files_list(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Raw objects with status, attempts, holder and last error."""
-    from lake_config.registry import STATUSES, Registry
+    from lake_config.registry import STATUSES
 
     if status is not None and status not in STATUSES:
         err.print(f"[bold red]error:[/] unknown status {status!r}; one of {list(STATUSES)}")
         raise typer.Exit(code=2)
-    try:
-        with Registry(get_settings(), max_size=1) as reg:
-            objects = reg.objects(status=status, limit=limit)
-    except LakeConfigError as exc:
-        _fail(exc)
+    objects = _registry_call(lambda reg: reg.objects(status=status, limit=limit))
     if as_json:
         rows = [dataclasses.asdict(o) for o in objects]
         sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
@@ -243,16 +251,11 @@ def files_retry(
     failed: Annotated[bool, typer.Option("--failed", help="Every failed object")] = False,
 ) -> None:
     """Put failed objects back to pending with their attempts reset."""
-    from lake_config.registry import Registry
 
     if not keys and not failed:
         err.print("[bold red]error:[/] name object keys or pass --failed")
         raise typer.Exit(code=2)
-    try:
-        with Registry(get_settings(), max_size=1) as reg:
-            retried = reg.retry_failed(None if failed else keys)
-    except LakeConfigError as exc:
-        _fail(exc)
+    retried = _registry_call(lambda reg: reg.retry_failed(None if failed else keys))
     console.print(f"  {retried} failed objects back to pending")
 
 
@@ -264,13 +267,7 @@ def alerts(
     """Recent alerts: DAG tasks that failed for good (analytics.alerts)."""
     from datetime import UTC
 
-    from lake_config.registry import Registry
-
-    try:
-        with Registry(get_settings(), max_size=1) as reg:
-            found = reg.alerts(limit=limit)
-    except LakeConfigError as exc:
-        _fail(exc)
+    found = _registry_call(lambda reg: reg.alerts(limit=limit))
     if as_json:
         rows = [dataclasses.asdict(a) for a in found]
         sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
@@ -485,14 +482,9 @@ def simulate(
 @app.command()
 def report() -> None:
     """Print a short report from the analytics tables."""
-    from lake_config.registry import Registry
     from tlake import report as rep
 
-    try:
-        with Registry(get_settings(), max_size=1) as reg:
-            r = rep.build(reg)
-    except LakeConfigError as exc:
-        _fail(exc)
+    r = _registry_call(rep.build)
     t = r.totals
     console.rule("Telemetry Lake — analytics.device_hourly")
     console.print(
@@ -596,7 +588,6 @@ def quarantine_list(
     """Quarantined events with their reasons, newest first."""
     from datetime import UTC, datetime
 
-    from lake_config.registry import Registry
     from recovery.replay import list_quarantine
 
     after: datetime | None = None
@@ -607,11 +598,7 @@ def quarantine_list(
             _fail(ValueError(f"--since {since!r} is not an RFC 3339 timestamp"))
         if after is not None and after.tzinfo is None:
             after = after.replace(tzinfo=UTC)
-    try:
-        with Registry(get_settings(), max_size=1) as reg:
-            rows = list_quarantine(reg, reason=reason, since=after, limit=limit)
-    except LakeConfigError as exc:
-        _fail(exc)
+    rows = _registry_call(lambda reg: list_quarantine(reg, reason=reason, since=after, limit=limit))
     if as_json:
         docs = [dataclasses.asdict(r) for r in rows]
         sys.stdout.write(json.dumps(docs, indent=2, default=str) + "\n")
@@ -675,15 +662,10 @@ def idempotency_prune(
 ) -> None:
     """Delete expired Idempotency-Key records; their keys may be used again."""
     from ingest_api import idempotency
-    from lake_config.registry import Registry
 
     settings = get_settings()
     hours = ttl_hours or settings.idempotency_ttl_hours
-    try:
-        with Registry(settings, max_size=1) as reg:
-            deleted = idempotency.prune(reg, ttl_hours=hours)
-    except LakeConfigError as exc:
-        _fail(exc)
+    deleted = _registry_call(lambda reg: idempotency.prune(reg, ttl_hours=hours), settings=settings)
     console.print(f"  {deleted} idempotency record(s) older than {hours} h deleted")
 
 
