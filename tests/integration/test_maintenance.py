@@ -128,5 +128,5 @@ def test_the_maintenance_dag_runs_on_the_stack(settings: Settings) -> None:
     result = run_dag(settings, "tlake_maintenance", retries=0)
 
     assert result.state == "success", f"see {result.log_path}"
-    assert set(result.task_states) == {"optimize", "vacuum", "prune_idempotency"}
+    assert set(result.task_states) == {"optimize", "vacuum", "prune_idempotency", "sweep_staging"}
     assert set(result.task_states.values()) == {"success"}
