@@ -19,13 +19,12 @@ from starlette.responses import Response
 from ingest_api import idempotency
 from ingest_api.batches import ValidatedBatch
 from ingest_api.body import BodyTimeouts, content_coding, decode_body, read_body
+from ingest_api.deps import Intake
 from ingest_api.errors import IdempotencyKeyInProgressError, ServiceUnavailableError
 from ingest_api.landing import prepare, put_objects_async, register_async
 from ingest_api.log import log_fields
 from ingest_api.responses import JsonResponse
-from lake_config.registry import ApiKey, AsyncRegistrar, Registry
-from lake_config.settings import Settings
-from lake_config.storage import ObjectStore
+from lake_config.registry import AsyncRegistrar
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 # OpenAPI description of the header (read by `ingest`, not by a FastAPI parameter).
@@ -56,16 +55,9 @@ def receipt(batch: ValidatedBatch, batch_id: UUID, object_key: str | None) -> di
     }
 
 
-async def ingest(
-    request: Request,
-    *,
-    key: ApiKey,
-    settings: Settings,
-    store: ObjectStore,
-    registry: Registry,
-    validate: Validate,
-) -> Response:
+async def ingest(request: Request, intake: Intake, *, validate: Validate) -> Response:
     """Read, validate and land one request; 202 when an event was accepted, else 422."""
+    key, settings, store, registry = intake.key, intake.settings, intake.store, intake.registry
     received_at = datetime.now(UTC)
     idem_key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
     coding = content_coding(request.headers.get("content-encoding"))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from ingest_api.batches import validate_batch
-from ingest_api.deps import ObjectStoreDep, RegistryDep, SettingsDep, TokenizerDep, WriteKeyDep
+from ingest_api.deps import WriteIntakeDep
 from ingest_api.intake import IDEMPOTENCY_PARAMETER, ingest
 from ingest_api.schemas import ErrorBody, IngestReceipt, envelope_json_schema
 
@@ -77,20 +77,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         },
     },
 )
-async def post_events(
-    request: Request,
-    key: WriteKeyDep,
-    settings: SettingsDep,
-    store: ObjectStoreDep,
-    registry: RegistryDep,
-    tokenizer: TokenizerDep,
-) -> Response:
+async def post_events(request: Request, intake: WriteIntakeDep) -> Response:
     """Validate a batch, land the accepted events as one raw object and quarantine the rest."""
     return await ingest(
         request,
-        key=key,
-        settings=settings,
-        store=store,
-        registry=registry,
-        validate=partial(validate_batch, settings=settings, tokenizer=tokenizer),
+        intake,
+        validate=partial(validate_batch, settings=intake.settings, tokenizer=intake.tokenizer),
     )

@@ -12,13 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from ingest_api.deps import (
-    ObjectStoreDep,
-    RegistryDep,
-    SegmentWriteKeyDep,
-    SettingsDep,
-    TokenizerDep,
-)
+from ingest_api.deps import SegmentIntakeDep
 from ingest_api.intake import IDEMPOTENCY_PARAMETER, ingest
 from ingest_api.routes.events import ERRORS
 from ingest_api.schemas import IngestReceipt
@@ -57,41 +51,28 @@ def _extra(body_schema: dict[str, Any]) -> dict[str, Any]:
     responses=_RESPONSES,
     openapi_extra=_extra(batch_json_schema()),
 )
-async def post_batch(
-    request: Request,
-    key: SegmentWriteKeyDep,
-    settings: SettingsDep,
-    store: ObjectStoreDep,
-    registry: RegistryDep,
-    tokenizer: TokenizerDep,
-) -> Response:
+async def post_batch(request: Request, intake: SegmentIntakeDep) -> Response:
     """Map a Segment batch onto `mobile/1` events, then land it like `/v1/events`."""
-    validate = partial(validate_segment, settings=settings, tokenizer=tokenizer, source=key.source)
-    return await ingest(
-        request, key=key, settings=settings, store=store, registry=registry, validate=validate
+    validate = partial(
+        validate_segment,
+        settings=intake.settings,
+        tokenizer=intake.tokenizer,
+        source=intake.key.source,
     )
+    return await ingest(request, intake, validate=validate)
 
 
 def _single(message_type: str) -> Any:
-    async def post_message(
-        request: Request,
-        key: SegmentWriteKeyDep,
-        settings: SettingsDep,
-        store: ObjectStoreDep,
-        registry: RegistryDep,
-        tokenizer: TokenizerDep,
-    ) -> Response:
+    async def post_message(request: Request, intake: SegmentIntakeDep) -> Response:
         """Map one Segment message onto a `mobile/1` event, then land it like `/v1/events`."""
         validate = partial(
             validate_segment,
-            settings=settings,
-            tokenizer=tokenizer,
-            source=key.source,
+            settings=intake.settings,
+            tokenizer=intake.tokenizer,
+            source=intake.key.source,
             message_type=message_type,
         )
-        return await ingest(
-            request, key=key, settings=settings, store=store, registry=registry, validate=validate
-        )
+        return await ingest(request, intake, validate=validate)
 
     post_message.__name__ = f"post_{message_type}"
     return post_message

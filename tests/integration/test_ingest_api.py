@@ -11,6 +11,7 @@ import re
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -18,7 +19,6 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from ingest_api.deps import get_registry, get_store
 from ingest_api.main import create_app
 from ingest_api.tokenize import Tokenizer
 from lake_config.registry import Registry
@@ -456,12 +456,15 @@ def test_too_many_events_is_413(client: httpx.Client, settings: Settings) -> Non
 # --- unavailable dependencies -------------------------------------------------------------------
 
 
-def broken_store_app(settings: Settings, registry: Registry) -> TestClient:
+@contextmanager
+def broken_store_app(settings: Settings) -> Iterator[TestClient]:
+    """The app with its object store pointed at a closed port (swapped in after startup: the
+    ingest routes and /readyz take their clients from the app's state)."""
     app = create_app(settings)
     broken = settings.model_copy(update={"s3_endpoint": f"http://127.0.0.1:{closed_port()}"})
-    app.dependency_overrides[get_store] = lambda: ObjectStore(broken, timeout_s=2)
-    app.dependency_overrides[get_registry] = lambda: registry
-    return TestClient(app)
+    with TestClient(app) as client:
+        app.state.store = ObjectStore(broken, timeout_s=2)
+        yield client
 
 
 def test_storage_unavailable_is_503_and_nothing_is_registered(
@@ -469,7 +472,7 @@ def test_storage_unavailable_is_503_and_nothing_is_registered(
 ) -> None:
     before = registry.counts()
 
-    with broken_store_app(settings, registry) as client:
+    with broken_store_app(settings) as client:
         response = client.post(
             "/v1/events",
             content=orjson.dumps(batch(event(), event(event_type=""))),
@@ -487,21 +490,24 @@ def test_storage_unavailable_is_503_and_nothing_is_registered(
     assert registry.counts() == before
 
 
-def test_registry_unavailable_is_503(settings: Settings, store: ObjectStore) -> None:
+def test_registry_unavailable_is_503(settings: Settings) -> None:
     down = settings.model_copy(
         update={"database_url": f"postgresql://postgres@127.0.0.1:{closed_port()}/tlake"}
     )
     broken = Registry(down, min_size=0, max_size=1)
     app = create_app(settings)
-    app.dependency_overrides[get_registry] = lambda: broken
-    app.dependency_overrides[get_store] = lambda: store
     try:
         with TestClient(app) as client:
-            response = client.post(
-                "/v1/events",
-                content=orjson.dumps(batch(event())),
-                headers={"Authorization": "Bearer tlk_00000000_uncached"},
-            )
+            # Swapped in after startup (the lifespan opened the real one, and closes it after).
+            real, app.state.registry = app.state.registry, broken
+            try:
+                response = client.post(
+                    "/v1/events",
+                    content=orjson.dumps(batch(event())),
+                    headers={"Authorization": "Bearer tlk_00000000_uncached"},
+                )
+            finally:
+                app.state.registry = real
     finally:
         broken.close()
 
@@ -516,7 +522,7 @@ def test_registry_unavailable_is_503(settings: Settings, store: ObjectStore) -> 
 
 
 def test_readyz_names_the_failed_dependency(settings: Settings, registry: Registry) -> None:
-    with broken_store_app(settings, registry) as client:
+    with broken_store_app(settings) as client:
         response = client.get("/readyz")
 
     assert response.status_code == 503
