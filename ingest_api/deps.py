@@ -2,8 +2,10 @@
 
 One `Registry` and one `ObjectStore` per app, built by `lifespan` from the app's settings and
 closed when it stops. Tests replace any of them with `app.dependency_overrides[get_store] = ...`.
-The `AsyncRegistrar` that registers landed batches is app state read by `ingest_api.intake`, not
-a dependency: every dependency costs FastAPI's resolver time on each request.
+The ingest routes take one `Intake` (`write_intake`, `segment_intake`) whose settings, store and
+tokenizer come straight from app state, and the `AsyncRegistrar` that registers landed batches
+is app state read by `ingest_api.intake`: every dependency node costs FastAPI's resolver time on
+each request. Tests swap those on `app.state` after startup.
 
 Every dependency is `async def`, though none awaits: FastAPI runs a plain `def` dependency in
 the threadpool, and those thread hops cost more per request than validating its events did
