@@ -120,3 +120,35 @@ def test_the_first_bronze_load_appends_and_a_second_merges_writing_nothing(
     assert bronze.where(F.col("object_key") == key).count() == 4
     pipeline.fail(settings, run_id, "test over")  # release the claims for later tests
     assert _staged_keys(store, run_id) == []
+
+
+def test_quality_and_gold_derive_the_rows_again_when_the_staged_frames_are_gone(
+    settings: Settings, store: ObjectStore, registry: Registry
+) -> None:
+    # A stage run on its own, or after the folder was swept: the later stages read the Delta
+    # tables instead, and come to the same answer.
+    prefix = f"gone{uuid.uuid4().hex[:6]}"
+    key = rawdata.land(store, registry, [_event(prefix, n) for n in range(5)], received_at=NOW)
+    run_id = pipeline.new_run_id()
+    assert key in [c.object_key for c in pipeline.claim(settings, run_id)]
+    pipeline.bronze(settings, run_id)
+    silver = pipeline.silver(settings, run_id)
+    assert staging.clear(settings, run_id) > 0
+
+    checked = pipeline.quality(settings, run_id)
+    gold = pipeline.gold(settings, run_id)
+    pipeline.finish(settings, run_id)
+
+    assert silver.rows_written >= 5 and checked.rows_in == silver.rows_in
+    assert gold.rows_in >= 5  # the run's events reached gold
+    with registry.connection() as conn:
+        hours = conn.execute(
+            "select events from analytics.device_hourly where device_id = %s", (f"{prefix}-d0",)
+        ).fetchall()
+        failed = conn.execute(
+            "select coalesce(sum(rows_failed), 0) as n from analytics.dq_results "
+            "where run_id = %s and rule in ('silver_holds_accepted', 'quarantine_holds_rejected')",
+            (run_id,),
+        ).fetchone()
+    assert [h["events"] for h in hours] == [5]
+    assert failed is not None and failed["n"] == 0
