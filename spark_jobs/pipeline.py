@@ -2,12 +2,16 @@
 
 A run claims raw objects in the registry, then loads exactly those: bronze (lines), silver
 (events), gold (device hours, mirrored to PostgreSQL). Only after every Delta commit does
-`finish` mark the objects processed. Every stage is a MERGE on declared keys, so any stage may
-be re-run for the same run id after a crash, and a run that takes over abandoned claims redoes
-the work of the crashed one without writing anything twice.
+`finish` mark the objects processed. Every stage writes with a MERGE on declared keys — bronze
+appends instead only on an object's first load, counted in the registry before the write
+(`Registry.begin_bronze`) — so any stage may be re-run for the same run id after a crash, and a
+run that takes over abandoned claims redoes the work of the crashed one without writing
+anything twice.
 
 Each stage looks its objects up in the registry (`Registry.claimed`), so the stages can run in
-separate processes; each one it does work for is recorded in registry.pipeline_runs.
+separate processes; each one it does work for is recorded in registry.pipeline_runs. What a
+stage parsed is staged for the run's later stages (spark_jobs.staging); `finish` and `release`
+delete it.
 
 Two layers: the per-stage entry points (`claim` ... `finish`, each opening its own `Run`) that
 the DAG and spark-submit call, and the stages on an open `Run` (`opened`, `*_stage`,

@@ -2,7 +2,8 @@
 
 Grain: one row per line of a raw object, (object_key, line_no). The event stays JSON text in
 `payload`; only the ids bronze needs for lineage are lifted out. A line that is not the envelope
-of docs/CONTRACTS.md goes to quarantine.events (stage bronze), never dropped.
+of docs/CONTRACTS.md goes to quarantine.events (stage bronze), never dropped. The parsed lines
+are staged for the run's silver stage (spark_jobs.staging), which then need not scan bronze.
 
     spark-submit spark_jobs/bronze/events.py --run-id <run id>
 """
