@@ -285,13 +285,8 @@ def register(
     first: Callable[[psycopg.Connection[Any]], None] | None = None,
 ) -> Landing:
     """Register the raw object and the quarantine rows in one transaction (blocking)."""
-    try:
+    with _registry_errors():
         registry.register(prepared.raw_object, prepared.records, first=first)
-    except RegistryError as exc:
-        raise RegistryUnavailableError(
-            "the registry is unavailable; nothing was accepted, retry the batch",
-            cause=_cause(exc),
-        ) from exc
     return prepared.landing
 
 
@@ -302,14 +297,21 @@ async def register_async(
     first: Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]] | None = None,
 ) -> Landing:
     """`register` on the event loop (the API's path): awaited, no thread."""
-    try:
+    with _registry_errors():
         await registrar.register(prepared.raw_object, prepared.records, first=first)
+    return prepared.landing
+
+
+@contextmanager
+def _registry_errors() -> Iterator[None]:
+    """A failed registration as RegistryUnavailableError (503: nothing was acknowledged)."""
+    try:
+        yield
     except RegistryError as exc:
         raise RegistryUnavailableError(
             "the registry is unavailable; nothing was accepted, retry the batch",
             cause=_cause(exc),
         ) from exc
-    return prepared.landing
 
 
 @contextmanager

@@ -320,6 +320,20 @@ def _quarantine_params(records: Sequence[QuarantineRecord]) -> list[tuple[Any, .
     ]
 
 
+def _pool_options(
+    settings: Settings, min_size: int, max_size: int, timeout_s: float
+) -> dict[str, Any]:
+    """What both pools are opened with (rows as dicts; opened by their owner, not here)."""
+    return {
+        "conninfo": settings.database_url,
+        "min_size": min_size,
+        "max_size": max_size,
+        "kwargs": {"row_factory": dict_row},
+        "open": False,
+        "timeout": timeout_s,
+    }
+
+
 class AsyncRegistrar:
     """The ingest API's registration of landed batches, on psycopg's async pool.
 
@@ -331,14 +345,7 @@ class AsyncRegistrar:
     def __init__(
         self, settings: Settings, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 10.0
     ) -> None:
-        self._pool = AsyncConnectionPool(
-            settings.database_url,
-            min_size=min_size,
-            max_size=max_size,
-            kwargs={"row_factory": dict_row},
-            open=False,
-            timeout=timeout_s,
-        )
+        self._pool = AsyncConnectionPool(**_pool_options(settings, min_size, max_size, timeout_s))
 
     async def open(self) -> None:
         await self._pool.open(wait=False)
@@ -386,14 +393,7 @@ class Registry:
         timeout_s: float = 10.0,
     ) -> None:
         self.settings = settings
-        self._pool = ConnectionPool(
-            settings.database_url,
-            min_size=min_size,
-            max_size=max_size,
-            kwargs={"row_factory": dict_row},
-            open=False,
-            timeout=timeout_s,
-        )
+        self._pool = ConnectionPool(**_pool_options(settings, min_size, max_size, timeout_s))
         self._pool.open(wait=False)
 
     def close(self) -> None:

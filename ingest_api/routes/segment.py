@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from ingest_api.deps import SegmentIntakeDep
+from ingest_api.deps import Intake, SegmentIntakeDep
 from ingest_api.intake import IDEMPOTENCY_PARAMETER, ingest
 from ingest_api.routes.events import ERRORS
 from ingest_api.schemas import IngestReceipt
@@ -53,29 +53,27 @@ def _extra(body_schema: dict[str, Any]) -> dict[str, Any]:
 )
 async def post_batch(request: Request, intake: SegmentIntakeDep) -> Response:
     """Map a Segment batch onto `mobile/1` events, then land it like `/v1/events`."""
-    validate = partial(
-        validate_segment,
-        settings=intake.settings,
-        tokenizer=intake.tokenizer,
-        source=intake.key.source,
-    )
-    return await ingest(request, intake, validate=validate)
+    return await _land(request, intake)
 
 
 def _single(message_type: str) -> Any:
     async def post_message(request: Request, intake: SegmentIntakeDep) -> Response:
         """Map one Segment message onto a `mobile/1` event, then land it like `/v1/events`."""
-        validate = partial(
-            validate_segment,
-            settings=intake.settings,
-            tokenizer=intake.tokenizer,
-            source=intake.key.source,
-            message_type=message_type,
-        )
-        return await ingest(request, intake, validate=validate)
+        return await _land(request, intake, message_type=message_type)
 
     post_message.__name__ = f"post_{message_type}"
     return post_message
+
+
+async def _land(request: Request, intake: Intake, **options: Any) -> Response:
+    validate = partial(
+        validate_segment,
+        settings=intake.settings,
+        tokenizer=intake.tokenizer,
+        source=intake.key.source,
+        **options,
+    )
+    return await ingest(request, intake, validate=validate)
 
 
 for _type in TYPES:
