@@ -30,8 +30,6 @@ from typing import TYPE_CHECKING
 
 from lake_config.quality import RUN_CHECKS, RunCheck
 from lake_config.settings import Settings
-from lake_config.spark import lake_scheme
-from lake_config.storage import ObjectStore, lake_uri
 from lake_config.tables import (
     GOLD_FLEET_DEVICES,
     QUARANTINE_EVENTS,
@@ -44,7 +42,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 STAGE = "quality"
-SCRATCH_PREFIX = "_scratch/quality"  # under the lake bucket; a run's folder lives during its check
+STAGED = "quality"  # the checks' columns, staged when silver staged nothing for the run
 SUBJECTS_DDL = (
     "valid boolean, event_id string, device_id string, event_type string, family string, "
     "event_date date, record_key string, rule_names array<string>, received_at timestamp"
@@ -180,36 +178,28 @@ def load(
 
     if not object_keys:
         return CheckCounts(rows_checked=0, failed=0)
-    # The rows silver staged for the run, or else the row rules without silver's
-    # deduplication window (only `rules` matters here) over the run's bronze rows. The few
-    # columns the checks need are written once to scratch Parquet in the lake bucket and read
-    # back: a plain projection, materialized, so no check filters into the parsed payload
-    # (Sail re-parses the JSON for every field then, 3x the cost), and nothing as large as the
-    # run passes through the driver.
-    checked = staging.read(spark, settings, run_id, SILVER_STAGED)
-    if checked is None:  # silver staged nothing for this run: derive the rows from bronze
+    # The rows silver staged for the run (Parquet already: a plain projection of it is cheap),
+    # or else the row rules without silver's deduplication window (only `rules` matters here)
+    # over the run's bronze rows, their few needed columns staged once (spark_jobs.staging): a
+    # plain projection, materialized, so no check filters into the parsed payload (Sail
+    # re-parses the JSON for every field then, 3x the cost), and nothing as large as the run
+    # passes through the driver.
+    staged = staging.read(spark, settings, run_id, SILVER_STAGED)
+    if staged is not None:
+        lines = subjects(staged)
+    else:
         checked = check(
             read_run_rows(spark, settings, object_keys),
             SILVER_DEVICE_EVENTS.expectations,
             settings.clock_skew_threshold_s,
         )
-    scratch = f"{SCRATCH_PREFIX}/{run_id}"
-    store = ObjectStore(settings)
+        lines = staging.write(spark, settings, run_id, STAGED, subjects(checked))
     try:
-        uri = lake_uri(settings, scratch, scheme=lake_scheme(settings))
-        subjects(checked).write.mode("overwrite").parquet(uri)
-        lines = spark.read.schema(SUBJECTS_DDL).parquet(uri)
-        try:
-            line_count, dates, received = _lines_and_dates(lines)
-        except AnalysisException:  # no file written: the objects hold no line at all
-            lines = spark.createDataFrame([], SUBJECTS_DDL)
-            line_count, dates, received = 0, [], None
-        return _check(
-            spark, settings, run_id, object_keys, lines, line_count, dates, received, checks
-        )
-    finally:
-        store.delete_prefix(f"{scratch}/")
-        store.close()
+        line_count, dates, received = _lines_and_dates(lines)
+    except AnalysisException:  # no file written: the objects hold no line at all
+        lines = spark.createDataFrame([], SUBJECTS_DDL)
+        line_count, dates, received = 0, [], None
+    return _check(spark, settings, run_id, object_keys, lines, line_count, dates, received, checks)
 
 
 def _check(

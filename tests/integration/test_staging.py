@@ -91,12 +91,22 @@ def test_a_run_clears_its_staged_frames_when_it_ends(
     settings: Settings, store: ObjectStore, registry: Registry
 ) -> None:
     prefix = f"stg{uuid.uuid4().hex[:6]}"
-    rawdata.land(store, registry, [_event(prefix, n) for n in range(3)], received_at=NOW)
+    key = rawdata.land(store, registry, [_event(prefix, n) for n in range(3)], received_at=NOW)
+    run_id = pipeline.new_run_id()
+    assert key in [c.object_key for c in pipeline.claim(settings, run_id)]
 
-    summary = pipeline.run_once(settings)
+    pipeline.bronze(settings, run_id)
+    silver = pipeline.silver(settings, run_id)
+    staged = _staged_keys(store, run_id)
+    pipeline.quality(settings, run_id)
+    pipeline.gold(settings, run_id)
+    processed = pipeline.finish(settings, run_id)
 
-    assert summary.processed >= 1 and summary.silver_rows >= 3
-    assert _staged_keys(store, summary.run_id) == []
+    # Both stages staged their rows (the later ones read them), and finishing removed them.
+    folder = staging.folder(run_id)
+    assert {f"{folder}bronze.done", f"{folder}silver.done"} <= set(staged)
+    assert processed >= 1 and silver.rows_written >= 3
+    assert _staged_keys(store, run_id) == []
 
 
 def test_the_first_bronze_load_appends_and_a_second_merges_writing_nothing(
