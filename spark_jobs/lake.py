@@ -132,7 +132,9 @@ def append(spark: SparkSession, settings: Settings, table: Table, source: DataFr
     """
     ensure_created(spark, settings, table)
     # The same barrier as in `merge`: Sail checks NOT NULL columns before the source's filters.
-    rows = conform(source, table).repartition(*(table.partition_by or table.merge_keys))
+    # On the keys too, not the partition columns alone: a load of one day would otherwise go
+    # through one task, and one core, to one file.
+    rows = conform(source, table).repartition(*table.partition_by, *table.merge_keys)
     writer = rows.write.format("delta").mode("append")
     if table.partition_by:
         writer = writer.partitionBy(*table.partition_by)

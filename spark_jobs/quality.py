@@ -9,7 +9,7 @@ analytics.dq_results; `enforce` raises when a `fail` rule was broken, before the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -41,8 +41,8 @@ def _failed_column(i: int) -> str:
     return f"_dq_failed_{i}"
 
 
-def _failure(e: Expectation) -> Column:
-    """True where a row breaks `e` (never null)."""
+def _failure(e: Expectation, distinct: Collection[str] = ()) -> Column:
+    """True where a row breaks `e` (never null); a `unique` rule on a `distinct` column cannot."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -57,6 +57,8 @@ def _failure(e: Expectation) -> Column:
         broken = ~(low & high)
     elif e.kind == "allowed_values":
         broken = ~col.isin(list(e.values))
+    elif e.kind == "unique" and e.column in distinct:
+        broken = F.lit(False)
     elif e.kind == "unique":
         first = Window.partitionBy(e.column).orderBy(*e.order_by)
         broken = col.isNotNull() & (F.row_number().over(first) > 1)
@@ -77,13 +79,21 @@ def _reason(e: Expectation) -> Column:
     return F.concat(F.lit(before), F.col(e.source or e.column).cast("string"), F.lit(after))
 
 
-def annotate(df: DataFrame, expectations: Sequence[Expectation]) -> DataFrame:
+def annotate(
+    df: DataFrame, expectations: Sequence[Expectation], *, distinct: Collection[str] = ()
+) -> DataFrame:
     """`df` with a failure flag per expectation and `rules`: array<struct<rule, reason>> of the
-    quarantining rules the row broke (empty when it may enter the table)."""
+    quarantining rules the row broke (empty when it may enter the table).
+
+    `distinct` names columns the caller knows hold no repeated non-null value in `df`: a
+    `unique` rule on one of them is then counted as checked and passed without its window,
+    which would otherwise sort every row, with all its columns, by that column.
+    """
     from pyspark.sql import functions as F
 
     flagged = df.select(
-        "*", *(_failure(e).alias(_failed_column(i)) for i, e in enumerate(expectations))
+        "*",
+        *(_failure(e, distinct).alias(_failed_column(i)) for i, e in enumerate(expectations)),
     )
     broken = [
         F.when(

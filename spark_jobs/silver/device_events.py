@@ -14,7 +14,7 @@ it commits. Every rule's counts go to analytics.dq_results.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -70,6 +70,9 @@ KNOWN_SECTION_FIELDS = {
 CRITICAL_BATTERY_PCT = 10.0
 LOW_BATTERY_PCT = 20.0
 DEFAULT_CLOCK_SKEW_THRESHOLD_S = 60.0  # Settings.clock_skew_threshold_s
+# Event ids repeated within one run's input that `classify` ranks on their own (as an IN list)
+# rather than ranking every row; a run re-sending more than this ranks them all.
+MAX_REPEATED_IDS = 5_000
 # Timestamps silver keeps (the API's bounds, well inside Sail's 64-bit-nanosecond years
 # 1677-2262): epoch milliseconds of 1900-01-01 and 2200-01-01 (exclusive). A clock-skew shift
 # never leaves them, and a device time outside them (landed before the API bounded it) is
@@ -92,6 +95,8 @@ def check(
     bronze_df: DataFrame,
     expectations: Sequence[Expectation] = SILVER_DEVICE_EVENTS.expectations,
     clock_skew_threshold_s: float = DEFAULT_CLOCK_SKEW_THRESHOLD_S,
+    *,
+    distinct: Collection[str] = (),
 ) -> DataFrame:
     """Each bronze row parsed and flattened, with its broken `rules` (no deduplication).
 
@@ -100,7 +105,7 @@ def check(
     `clock_skew_corrected` is set; `device_occurred_at` keeps what the device said.
 
     `rules` lists the quarantining `expectations` the row broke; every expectation also leaves
-    a failure flag that `quality.summary` counts.
+    a failure flag that `quality.summary` counts. `distinct`: as for `quality.annotate`.
     """
     from pyspark.sql import functions as F
 
@@ -165,30 +170,78 @@ def check(
         }
     )
     lag_ms = F.unix_millis(F.col("received_at")) - F.unix_millis(F.col("occurred_at"))
-    return quality.annotate(flat.withColumn("ingest_lag_ms", lag_ms), expectations)
+    return quality.annotate(
+        flat.withColumn("ingest_lag_ms", lag_ms), expectations, distinct=distinct
+    )
 
 
 def classify(
     bronze_df: DataFrame,
     expectations: Sequence[Expectation] = SILVER_DEVICE_EVENTS.expectations,
     clock_skew_threshold_s: float = DEFAULT_CLOCK_SKEW_THRESHOLD_S,
+    *,
+    repeated: Collection[str] | None = None,
 ) -> DataFrame:
     """Each bronze row parsed and flattened (`check`), with its broken `rules` and an
     `accepted` flag.
 
     `accepted` marks the one copy of each valid event that silver keeps: valid rows sort
-    before invalid ones within an event_id, then by (received_at, object_key, line_no).
+    before invalid ones within an event_id, then by (received_at, object_key, line_no), and
+    `copy_no` numbers them in that order (a row without an event_id is never accepted; its
+    copy_no means nothing).
+
+    Ranking copies takes a window over event_id, and a window sorts every row with all its
+    parsed columns: on a batch where (almost) every event_id is unique that sort is most of
+    the work and decides nothing. `repeated`, when given, must be every event_id that occurs
+    more than once in `bronze_df`'s event_id column (`repeated_event_ids`): only those rows
+    are ranked, the rest are each the only copy of their event. None ranks every row.
     """
+    from pyspark.sql import functions as F
+
+    if repeated is None:
+        return _ranked(check(bronze_df, expectations, clock_skew_threshold_s))
+    singles = bronze_df
+    if repeated:
+        is_repeat = F.coalesce(F.col("event_id").isin(sorted(repeated)), F.lit(False))
+        singles = bronze_df.where(~is_repeat)
+    # Bronze lifted event_id from the same payload text silver parses, so a row's parsed
+    # event_id is bronze's or null, and the copies of an event never straddle the two parts.
+    only = check(singles, expectations, clock_skew_threshold_s, distinct=("event_id",))
+    ranked = only.withColumn("copy_no", F.lit(1)).withColumn("accepted", F.size("rules") == 0)
+    if not repeated:
+        return ranked
+    copies = _ranked(check(bronze_df.where(is_repeat), expectations, clock_skew_threshold_s))
+    return ranked.unionByName(copies)
+
+
+def _ranked(checked: DataFrame) -> DataFrame:
+    """`check`'s rows with `copy_no` within their event_id and the `accepted` flag."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    checked = check(bronze_df, expectations, clock_skew_threshold_s)
     first_received = Window.partitionBy("event_id").orderBy(
         F.size("rules").asc(), "received_at", "object_key", "line_no"
     )
     ranked = checked.withColumn("copy_no", F.row_number().over(first_received))
     accepted = (F.size("rules") == 0) & (F.col("copy_no") == 1)
     return ranked.withColumn("accepted", accepted)
+
+
+def repeated_event_ids(bronze_df: DataFrame, limit: int = MAX_REPEATED_IDS) -> list[str] | None:
+    """The event_ids that occur more than once in `bronze_df`, for `classify`; None when there
+    are more than `limit` (then every row is ranked). One narrow aggregate: no payload parsed."""
+    from pyspark.sql import functions as F
+
+    found = (
+        bronze_df.where(F.col("event_id").isNotNull())
+        .groupBy("event_id")
+        .agg(F.count(F.lit(1)).alias("copies"))
+        .where(F.col("copies") > 1)
+        .select("event_id")
+        .limit(limit + 1)
+        .collect()
+    )
+    return None if len(found) > limit else [r["event_id"] for r in found]
 
 
 def _details_json(schema_version: Column, payload: Column) -> Column:
@@ -333,13 +386,18 @@ def load(
     for table in (SILVER_DEVICE_EVENTS, QUARANTINE_EVENTS, *(s.table for s in SOURCES)):
         lake.ensure_created(spark, settings, table)
     bronze = read_run_rows(spark, settings, object_keys, run_id).withColumn("run_id", F.lit(run_id))
-    classified = staging.write(
-        spark,
-        settings,
-        run_id,
-        STAGED,
-        classify(bronze, expectations, settings.clock_skew_threshold_s),
+    classified = classify(
+        bronze,
+        expectations,
+        settings.clock_skew_threshold_s,
+        repeated=repeated_event_ids(bronze),
     )
+    # Staged for this stage's MERGEs and the run's quality and gold stages, none of which reads
+    # the payload of an accepted row: only a quarantined row keeps it (half the staged bytes).
+    slim = classified.withColumn(
+        "payload", F.when(F.size("rules") > 0, F.col("payload"))
+    ).drop("object_payload")
+    classified = staging.write(spark, settings, run_id, STAGED, slim)
     stats = (
         classified.groupBy(
             "accepted",

@@ -64,6 +64,8 @@ def results(spark: SparkSession) -> dict[str, list[dict[str, Any]]]:
     lines = spark.createDataFrame([(line,) for line in _lines()], "value string")
     bronze, bronze_bad = events.transform(lines, "run-1")
     silver, silver_bad = device_events.transform(bronze)
+    repeated = device_events.repeated_event_ids(bronze)  # how the silver stage ranks copies
+    silver_ranked, _ = device_events.split(device_events.classify(bronze, repeated=repeated))
     gold = device_hourly.transform(silver)
 
     def rows(df: Any, *order: str) -> list[dict[str, Any]]:
@@ -74,6 +76,7 @@ def results(spark: SparkSession) -> dict[str, list[dict[str, Any]]]:
         "bronze": rows(bronze, "line_no"),
         "bronze_quarantine": rows(bronze_bad, "record_key"),
         "silver": rows(silver, "event_id"),
+        "silver_repeats_ranked": rows(silver_ranked, "event_id"),
         "silver_quarantine": rows(silver_bad, "record_key", "rule"),
         "gold": rows(gold, "device_id", "hour_start"),
     }
@@ -113,7 +116,9 @@ def test_transforms_give_the_same_rows_on_jvm_spark_and_on_sail(spark: SparkSess
         "bronze": 12,
         "bronze_quarantine": 1,
         "silver": 4,
+        "silver_repeats_ranked": 4,
         "silver_quarantine": 2,
         "gold": 2,
     }
+    assert sail["silver_repeats_ranked"] == sail["silver"]
     assert jvm == sail

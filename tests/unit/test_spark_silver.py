@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from lake_config.tables import BRONZE_EVENTS, QUARANTINE_EVENTS, SILVER_DEVICE_EVENTS
@@ -274,3 +275,40 @@ def test_the_rescue_lists_match_what_silver_parses(spark: SparkSession) -> None:
     top = {f.name for f in parsed.fields}
     assert top <= set(device_events.KNOWN_FIELDS)
     assert set(device_events.KNOWN_FIELDS) - top == {"fleet", "store", "reading", "stream"}
+
+
+def test_ranking_only_the_repeated_ids_classifies_like_ranking_every_row(
+    spark: SparkSession,
+) -> None:
+    later = datetime(2024, 5, 1, 11, 0, tzinfo=UTC)
+    bronze = _bronze(
+        spark,
+        (_event(event_type="late_copy"), "k0", 0, later),  # e1: three copies, first wins
+        (_event(event_type="first"), "k2", 5, RECEIVED),
+        (_event(event_type="same_time_later_key"), "k3", 0, RECEIVED),
+        (_event(event_id="e2", battery={"level_pct": 101.0}), "k1", 0, RECEIVED),  # invalid
+        (_event(event_id="e2", battery={"level_pct": 99.0}), "k2", 0, later),  # ...valid later
+        (_event(event_id="e3"), "k1", 1, RECEIVED),  # the only copy
+        (_event(event_id="e4", occurred_at="yesterday"), "k1", 2, RECEIVED),  # only, invalid
+        (_event(event_id=None), "k1", 3, RECEIVED),  # no id, twice
+        (_event(event_id=None), "k1", 4, RECEIVED),
+        ("[1, 2]", "k1", 5, RECEIVED),
+    )
+
+    repeated = device_events.repeated_event_ids(bronze)
+    every = device_events.classify(bronze)
+    some = device_events.classify(bronze, repeated=repeated)
+
+    assert sorted(repeated or []) == ["e1", "e2"], "ids without copies, and null, are not listed"
+    assert sorted(some.columns) == sorted(every.columns)
+    # copy_no numbers the copies of an event_id; rows without one are never accepted either way.
+    numbered = F.when(F.col("event_id").isNotNull(), F.col("copy_no"))
+    assertDataFrameEqual(
+        some.select(*every.columns).withColumn("copy_no", numbered),
+        every.withColumn("copy_no", numbered),
+    )
+    accepted = {(r["event_id"], r["object_key"]) for r in some.where("accepted").collect()}
+    assert accepted == {("e1", "k2"), ("e2", "k2"), ("e3", "k1")}
+    dq_unique = [c for c in some.columns if c.startswith("_dq_failed_")]
+    assert sum(r[c] for r in some.collect() for c in dq_unique) > 0, "the duplicates counted"
+    assert device_events.repeated_event_ids(bronze, limit=1) is None, "over the limit: rank all"
