@@ -394,9 +394,9 @@ def load(
     )
     # Staged for this stage's MERGEs and the run's quality and gold stages, none of which reads
     # the payload of an accepted row: only a quarantined row keeps it (half the staged bytes).
-    slim = classified.withColumn(
-        "payload", F.when(F.size("rules") > 0, F.col("payload"))
-    ).drop("object_payload")
+    slim = classified.withColumn("payload", F.when(F.size("rules") > 0, F.col("payload"))).drop(
+        "object_payload"
+    )
     classified = staging.write(spark, settings, run_id, STAGED, slim)
     stats = (
         classified.groupBy(
