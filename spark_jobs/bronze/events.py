@@ -158,9 +158,17 @@ def _flag(condition: Column, name: str) -> Column:
 
 
 def read_lines(spark: SparkSession, settings: Settings, object_keys: Sequence[str]) -> DataFrame:
-    """The text lines of raw objects (gzip is undone by the reader, from the .gz suffix)."""
+    """The text lines of raw objects (gzip is undone by the reader, from the .gz suffix),
+    redistributed by a hash of the line.
+
+    The shuffle is for speed: Sail hands each object's lines on as batches of their own, and
+    every expression of `classify` pays its per-batch cost once per object — parsing 3,000
+    objects of 10 lines took 1.8 × as long as the same lines after the shuffle, whose output
+    is coalesced into full batches (1,000 objects of 1,000 lines: 1.15 ×).
+    """
     scheme = lake_scheme(settings)
-    return spark.read.text([lake_uri(settings, key, scheme=scheme) for key in object_keys])
+    uris = [lake_uri(settings, key, scheme=scheme) for key in object_keys]
+    return spark.read.text(uris).repartition("value")
 
 
 def read_run_rows(
