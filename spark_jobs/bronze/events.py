@@ -163,8 +163,8 @@ def read_lines(spark: SparkSession, settings: Settings, object_keys: Sequence[st
 
     The shuffle is for speed: Sail hands each object's lines on as batches of their own, and
     every expression of `classify` pays its per-batch cost once per object — parsing 3,000
-    objects of 10 lines took 1.8 × as long as the same lines after the shuffle, whose output
-    is coalesced into full batches (1,000 objects of 1,000 lines: 1.15 ×).
+    objects of 10 lines took 1.8 times as long as the same lines after the shuffle, whose output
+    is coalesced into full batches (1,000 objects of 1,000 lines: 1.15 times).
     """
     scheme = lake_scheme(settings)
     uris = [lake_uri(settings, key, scheme=scheme) for key in object_keys]
