@@ -54,7 +54,17 @@ def write(
         )
     finally:
         store.close()
-    staged = read(spark, settings, run_id, name, schema=frame.schema)
+    # The files' own schema, not `frame.schema`: resolving `frame` plans its source again, and
+    # a source of raw objects costs a request per object (2.5 s for 3,000). Only a frame that
+    # left no file to read a schema from (no rows) pays that.
+    from pyspark.errors import AnalysisException
+
+    try:
+        staged = read(spark, settings, run_id, name)
+    except AnalysisException:
+        staged = None
+    if staged is None or not staged.columns:  # no file, or (Sail) a folder read as no columns
+        staged = read(spark, settings, run_id, name, schema=frame.schema)
     assert staged is not None  # just marked
     return staged
 
