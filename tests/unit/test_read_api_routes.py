@@ -54,6 +54,9 @@ def client() -> Iterator[TestClient]:
     app.dependency_overrides[get_key_cache] = KeyCache
     app.dependency_overrides[get_analytics_db] = NoDatabase
     app.dependency_overrides[get_store] = lambda: None
+    # The ingest routes read their registry and key cache from the app's state.
+    app.state.registry = FakeRegistry()
+    app.state.key_cache = KeyCache()
     yield TestClient(app)
 
 
