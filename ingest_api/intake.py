@@ -119,5 +119,7 @@ async def ingest(request: Request, intake: Intake, *, validate: Validate) -> Res
             "a request with this Idempotency-Key is in progress; retry shortly"
         ) from exc
     log_fields(request).update(accepted=len(batch.accepted), rejected=len(batch.rejected))
-    request.app.state.metrics.observe_results(batch.results)
+    request.app.state.metrics.observe_batch(
+        len(batch.accepted), (r.reasons for r in batch.rejected)
+    )
     return JsonResponse(answer, status_code=status)

@@ -72,18 +72,17 @@ class IngestMetrics:
             registry=self.registry,
         )
 
-    def observe_results(self, results: Iterable[dict[str, Any]]) -> None:
-        """Count a landed batch's events by outcome and reason."""
-        counts: dict[tuple[str, str], int] = {}
-        for result in results:
-            label = (
-                ("accepted", "")
-                if result["status"] == "accepted"
-                else ("rejected", rejection_reason(result["errors"]))
-            )
-            counts[label] = counts.get(label, 0) + 1
-        for (outcome, reason), n in counts.items():
-            self.events.labels(outcome, reason).inc(n)
+    def observe_batch(self, accepted: int, rejected: Iterable[list[dict[str, str]]]) -> None:
+        """Count a landed batch's events: `accepted` of them, and the rejected ones by the
+        reason their errors give (only rejections are looked at one by one)."""
+        if accepted:
+            self.events.labels("accepted", "").inc(accepted)
+        reasons: dict[str, int] = {}
+        for errors in rejected:
+            reason = rejection_reason(errors)
+            reasons[reason] = reasons.get(reason, 0) + 1
+        for reason, n in reasons.items():
+            self.events.labels("rejected", reason).inc(n)
 
 
 def rejection_reason(errors: list[dict[str, str]]) -> str:

@@ -42,6 +42,24 @@ def test_zero_rate_disables_the_limit() -> None:
         limiter.take("k1", 1_000)
 
 
+def test_a_batch_is_counted_by_outcome_and_rejection_reason() -> None:
+    metrics = IngestMetrics()
+    battery = [{"field": "battery.level_pct", "message": "..."}]
+    unknown = [{"field": "my_own_field", "message": "..."}]
+
+    metrics.observe_batch(97, [battery, unknown, battery])
+    metrics.observe_batch(0, [])
+
+    def count(outcome: str, reason: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            "tlake_ingest_events_total", {"outcome": outcome, "reason": reason}
+        )
+
+    assert count("accepted", "") == 97
+    assert count("rejected", "battery") == 2
+    assert count("rejected", "unknown_field") == 1
+
+
 def test_rejection_reasons_come_from_a_fixed_set() -> None:
     assert rejection_reason([{"field": "battery.level_pct", "message": "..."}]) == "battery"
     assert rejection_reason([{"field": "attributes[key]", "message": "..."}]) == "attributes"
