@@ -2,10 +2,11 @@
 
 One `Registry` and one `ObjectStore` per app, built by `lifespan` from the app's settings and
 closed when it stops. Tests replace any of them with `app.dependency_overrides[get_store] = ...`.
-The ingest routes take one `Intake` (`write_intake`, `segment_intake`) whose settings, store,
-registry, key cache and tokenizer come straight from app state, and the `AsyncRegistrar` that
-registers landed batches is app state read by `ingest_api.intake`: every dependency node costs
-FastAPI's resolver time on each request. Tests swap those on `app.state` after startup.
+The ingest routes are FastAPI's hottest path and resolve no dependency: they await
+`write_intake` / `segment_intake` themselves, which read the key, settings, store, registry,
+key cache and tokenizer from app state, and `ingest_api.intake` reads the `AsyncRegistrar` that
+registers landed batches there too. FastAPI's resolver costs time on every request for every
+dependency node (bench/ingest.py). Tests swap those on `app.state` after startup.
 
 Every dependency is `async def`, though none awaits: FastAPI runs a plain `def` dependency in
 the threadpool, and those thread hops cost more per request than validating its events did
@@ -18,10 +19,11 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.concurrency import run_in_threadpool
 
 from ingest_api.errors import (
@@ -158,11 +160,8 @@ class Intake:
 
 
 async def _intake(request: Request, secret: str) -> Intake:
-    """The write key `secret` names (401/403) and the app's clients, all from the app's state:
-    FastAPI resolves every dependency node on every request (eight nodes down to four made
-    `/v1/events` ~5 % faster, bench/ingest.py), so the route has two: the intake and the Bearer
-    scheme, which also documents the route's security in OpenAPI. A test that needs a broken
-    store or registry here replaces it on `app.state`."""
+    """The write key `secret` names (401/403) and the app's clients, all from the app's state.
+    A test that needs a broken store or registry here replaces it on `app.state`."""
     state = request.app.state
     registry: Registry = state.registry
     key = await _live_key(request, secret, registry, state.key_cache)
@@ -171,11 +170,17 @@ async def _intake(request: Request, secret: str) -> Intake:
     return Intake(key, state.settings, state.store, registry, state.tokenizer)
 
 
-async def write_intake(request: Request, credentials: CredentialsDep) -> Intake:
-    """`/v1/events`: the write key of `Authorization: Bearer` (401/403) and the app's clients."""
-    if credentials is None:
+async def write_intake(request: Request) -> Intake:
+    """`/v1/events`: the write key of `Authorization: Bearer` (401/403) and the app's clients.
+
+    Awaited by the route rather than declared as a dependency: FastAPI's resolver cost the
+    route ~4 % of a worker's time for this node and the `HTTPBearer` one (bench/ingest.py).
+    The header is read as `HTTPBearer` reads it; the route declares `BEARER_SECURITY`.
+    """
+    scheme, secret = get_authorization_scheme_param(request.headers.get("authorization"))
+    if not secret or scheme.lower() != "bearer":
         raise MissingApiKeyError("send the API key as 'Authorization: Bearer <key>'")
-    return await _intake(request, credentials.credentials)
+    return await _intake(request, secret)
 
 
 async def segment_intake(request: Request) -> Intake:
@@ -183,8 +188,9 @@ async def segment_intake(request: Request) -> Intake:
     return await _intake(request, segment_secret(request.headers.get("authorization")))
 
 
-WriteIntakeDep = Annotated[Intake, Depends(write_intake)]
-SegmentIntakeDep = Annotated[Intake, Depends(segment_intake)]
+# OpenAPI security of a route that reads the Bearer key itself (`write_intake`): the scheme is
+# the one `bearer` registers for the routes that depend on it.
+BEARER_SECURITY: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
 
 
 async def require_read_key(key: Annotated[ApiKey, Depends(authenticate)]) -> ApiKey:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from ingest_api.batches import validate_batch
-from ingest_api.deps import WriteIntakeDep
+from ingest_api.deps import BEARER_SECURITY, write_intake
 from ingest_api.intake import IDEMPOTENCY_PARAMETER, ingest
 from ingest_api.schemas import ErrorBody, IngestReceipt, envelope_json_schema
 
@@ -70,6 +70,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         **ERRORS,
     },
     openapi_extra={
+        **BEARER_SECURITY,
         "parameters": [IDEMPOTENCY_PARAMETER],
         "requestBody": {
             "required": True,
@@ -77,8 +78,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         },
     },
 )
-async def post_events(request: Request, intake: WriteIntakeDep) -> Response:
+async def post_events(request: Request) -> Response:
     """Validate a batch, land the accepted events as one raw object and quarantine the rest."""
+    intake = await write_intake(request)
     return await ingest(
         request,
         intake,

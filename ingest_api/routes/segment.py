@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from ingest_api.deps import Intake, SegmentIntakeDep
+from ingest_api.deps import segment_intake
 from ingest_api.intake import IDEMPOTENCY_PARAMETER, ingest
 from ingest_api.routes.events import ERRORS
 from ingest_api.schemas import IngestReceipt
@@ -51,21 +51,22 @@ def _extra(body_schema: dict[str, Any]) -> dict[str, Any]:
     responses=_RESPONSES,
     openapi_extra=_extra(batch_json_schema()),
 )
-async def post_batch(request: Request, intake: SegmentIntakeDep) -> Response:
+async def post_batch(request: Request) -> Response:
     """Map a Segment batch onto `mobile/1` events, then land it like `/v1/events`."""
-    return await _land(request, intake)
+    return await _land(request)
 
 
 def _single(message_type: str) -> Any:
-    async def post_message(request: Request, intake: SegmentIntakeDep) -> Response:
+    async def post_message(request: Request) -> Response:
         """Map one Segment message onto a `mobile/1` event, then land it like `/v1/events`."""
-        return await _land(request, intake, message_type=message_type)
+        return await _land(request, message_type=message_type)
 
     post_message.__name__ = f"post_{message_type}"
     return post_message
 
 
-async def _land(request: Request, intake: Intake, **options: Any) -> Response:
+async def _land(request: Request, **options: Any) -> Response:
+    intake = await segment_intake(request)  # awaited, not a dependency: see deps.write_intake
     validate = partial(
         validate_segment,
         settings=intake.settings,

@@ -100,6 +100,30 @@ def test_a_read_key_cannot_send_events(client: TestClient, url: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "authorization", [None, "Basic " + WRITE, "Bearer", "Bearer ", "bearer" + WRITE]
+)
+def test_events_want_a_bearer_key(client: TestClient, authorization: str | None) -> None:
+    headers = {"Authorization": authorization} if authorization is not None else {}
+    response = client.post("/v1/events", json={}, headers=headers)
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "missing_api_key"
+
+
+def test_events_accept_the_bearer_scheme_in_any_case(client: TestClient) -> None:
+    response = client.post("/v1/events", json={}, headers={"Authorization": f"bEaReR {READ}"})
+
+    assert response.status_code == 403  # the key was read: a read key may not send events
+
+
+def test_events_declare_their_bearer_security_in_openapi(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+
+    assert spec["paths"]["/v1/events"]["post"]["security"] == [{"HTTPBearer": []}]
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+@pytest.mark.parametrize(
     ("url", "code", "parameter", "message"),
     [
         ("/v1/metrics/nope", "unknown_dataset", "dataset", "unknown dataset"),
