@@ -7,11 +7,13 @@ Idempotency-Key, landing and the answer are the same for all of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
 from uuid import UUID, uuid4
 
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -36,6 +38,28 @@ IDEMPOTENCY_PARAMETER: dict[str, Any] = {
     "the first answer again. 1-255 visible ASCII characters.",
     "schema": {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_KEY_CHARS},
 }
+
+
+class IngestRoute(APIRoute):
+    """The route class of the ingest routes: FastAPI documents them (OpenAPI, `scope["route"]`
+    for the metrics) but calls the endpoint itself, `endpoint(request) -> Response`.
+
+    An ingest endpoint declares nothing for FastAPI to resolve: it reads its own body and key
+    (`ingest`, `deps.write_intake`). FastAPI's handler would still solve an empty dependency
+    graph and open its exit stacks per request: ~45 us of a 100-event request's ~1,650 in an
+    interleaved in-process A/B (1,674 -> 1,629 us, and the same with a bare Starlette route).
+    A parameter FastAPI would have to resolve is refused when the route is declared.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        d = self.dependant
+        params = (d.path_params, d.query_params, d.header_params, d.cookie_params, d.body_params)
+        if d.request_param_name is None or d.dependencies or any(params):
+            raise TypeError(f"{path}: an ingest endpoint takes only `request: Request`")
+
+    def get_route_handler(self) -> Callable[[Any], Coroutine[Any, Any, Response]]:
+        return self.endpoint
 
 
 class Validate(Protocol):

@@ -10,10 +10,10 @@ from starlette.responses import Response
 
 from ingest_api.batches import validate_batch
 from ingest_api.deps import BEARER_SECURITY, write_intake
-from ingest_api.intake import IDEMPOTENCY_PARAMETER, ingest
+from ingest_api.intake import IDEMPOTENCY_PARAMETER, IngestRoute, ingest
 from ingest_api.schemas import ErrorBody, IngestReceipt, envelope_json_schema
 
-router = APIRouter(prefix="/v1", tags=["events"])
+router = APIRouter(prefix="/v1", tags=["events"], route_class=IngestRoute)
 
 DESCRIPTION = """
 Validate a batch of events (schema `mobile/1` unless `schema_version` says otherwise; the body

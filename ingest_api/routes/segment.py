@@ -13,12 +13,12 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from ingest_api.deps import segment_intake
-from ingest_api.intake import IDEMPOTENCY_PARAMETER, ingest
+from ingest_api.intake import IDEMPOTENCY_PARAMETER, IngestRoute, ingest
 from ingest_api.routes.events import ERRORS
 from ingest_api.schemas import IngestReceipt
 from ingest_api.segment import TYPES, batch_json_schema, message_json_schema, validate_segment
 
-router = APIRouter(prefix="/v1", tags=["segment"])
+router = APIRouter(prefix="/v1", tags=["segment"], route_class=IngestRoute)
 
 DESCRIPTION = """
 Segment's HTTP tracking API, for Segment's libraries pointed at this host (`host=...`).

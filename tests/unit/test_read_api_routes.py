@@ -15,10 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ingest_api.deps import get_analytics_db, get_key_cache, get_registry, get_store
+from ingest_api.intake import IngestRoute
 from ingest_api.keys import KeyCache
 from ingest_api.main import create_app
 from ingest_api.readparams import decode_cursor, fingerprint
-from ingest_api.routes import read
+from ingest_api.routes import events, read, segment
 from lake_config.registry import ApiKey
 from lake_config.settings import Settings
 
@@ -121,6 +122,32 @@ def test_events_declare_their_bearer_security_in_openapi(client: TestClient) -> 
 
     assert spec["paths"]["/v1/events"]["post"]["security"] == [{"HTTPBearer": []}]
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_ingest_routes_call_their_endpoint_without_fastapis_resolver() -> None:
+    ingest = {
+        route.path: route
+        for route in [*events.router.routes, *segment.router.routes]
+        if isinstance(route, IngestRoute)
+    }
+
+    assert sorted(ingest) == [
+        "/v1/batch",
+        "/v1/events",
+        "/v1/identify",
+        "/v1/page",
+        "/v1/screen",
+        "/v1/track",
+    ]
+    assert all(route.get_route_handler() is route.endpoint for route in ingest.values())
+
+
+def test_an_ingest_route_refuses_parameters_fastapi_would_resolve() -> None:
+    async def with_query(request: Any, limit: int) -> Any:
+        return None
+
+    with pytest.raises(TypeError, match="takes only `request: Request`"):
+        IngestRoute("/v1/x", with_query, methods=["POST"])
 
 
 @pytest.mark.parametrize(
