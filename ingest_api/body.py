@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import cast
 
 from isal import isal_zlib
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Message, Receive
 
 from ingest_api.errors import (
     BodyTimeoutError,
@@ -72,38 +72,47 @@ async def read_body(
     request: Request, max_bytes: int, timeouts: BodyTimeouts | None = None
 ) -> bytes:
     """The raw body, refused with 413 as soon as it is longer than `max_bytes`, and with 408
-    when it stalls or is too slow (`timeouts`; None waits as long as the server does)."""
+    when it stalls or is too slow (`timeouts`; None waits as long as the server does).
+
+    The ASGI messages are received here rather than through `request.stream()`: two async
+    generators less per request (Starlette's and a timing one around it).
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise too_large("max_request_bytes", max_bytes, "request body")
+    receive = request.receive
+    deadline = time.monotonic() + (timeouts.total_s if timeouts is not None else 0.0)
     chunks: list[bytes] = []
     size = 0
-    stream = request.stream()
-    async for chunk in stream if timeouts is None else _within(stream, timeouts):
+    more = True
+    while more:
+        if timeouts is None:
+            message = await receive()
+        else:
+            message = await _within(receive, timeouts, deadline)
+        if message["type"] != "http.request":  # http.disconnect: nobody to answer
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        more = message.get("more_body", False)
         size += len(chunk)
         if size > max_bytes:
             raise too_large("max_request_bytes", max_bytes, "request body")
         chunks.append(chunk)
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _within(stream: AsyncIterator[bytes], timeouts: BodyTimeouts) -> AsyncIterator[bytes]:
-    """The chunks of `stream`, with BodyTimeoutError when the next one is late."""
-    deadline = time.monotonic() + timeouts.total_s
-    while True:
-        left = deadline - time.monotonic()
-        try:
-            async with asyncio.timeout(max(0.0, min(timeouts.idle_s, left))):
-                chunk = await anext(stream)
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
-            if timeouts.idle_s < left:
-                message = f"request body stalled: no byte for body_timeout_s={timeouts.idle_s:g}"
-                raise timed_out("body_timeout_s", timeouts.idle_s, message) from None
-            message = f"request body not complete within body_total_timeout_s={timeouts.total_s:g}"
-            raise timed_out("body_total_timeout_s", timeouts.total_s, message) from None
-        yield chunk
+async def _within(receive: Receive, timeouts: BodyTimeouts, deadline: float) -> Message:
+    """The next ASGI message, or BodyTimeoutError when it is late."""
+    left = deadline - time.monotonic()
+    try:
+        async with asyncio.timeout(max(0.0, min(timeouts.idle_s, left))):
+            return await receive()
+    except TimeoutError:
+        if timeouts.idle_s < left:
+            message = f"request body stalled: no byte for body_timeout_s={timeouts.idle_s:g}"
+            raise timed_out("body_timeout_s", timeouts.idle_s, message) from None
+        message = f"request body not complete within body_total_timeout_s={timeouts.total_s:g}"
+        raise timed_out("body_total_timeout_s", timeouts.total_s, message) from None
 
 
 def decode_body(body: bytes, coding: str, max_bytes: int) -> bytes:

@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Iterable
 
 import pytest
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from ingest_api.body import BodyTimeouts, content_coding, decode_body, gunzip, read_body
 from ingest_api.errors import (
@@ -39,6 +39,22 @@ def test_read_body_joins_the_stream() -> None:
     body = asyncio.run(read_body(request([b"ab", b"cd"]), CAP))
 
     assert body == b"abcd"
+
+
+@pytest.mark.parametrize("timeouts", [None, BodyTimeouts(idle_s=1.0, total_s=5.0)])
+def test_a_client_gone_mid_body_is_a_disconnect(timeouts: BodyTimeouts | None) -> None:
+    messages = [
+        {"type": "http.request", "body": b'{"sent_at": ', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0)
+
+    req = Request({"type": "http", "method": "POST", "headers": []}, receive)
+    with pytest.raises(ClientDisconnect):
+        asyncio.run(read_body(req, CAP, timeouts))
+    assert messages == []
 
 
 def test_read_body_refuses_a_declared_length_above_the_cap_without_reading() -> None:
