@@ -98,7 +98,7 @@ async def read_body(
         if size > max_bytes:
             raise too_large("max_request_bytes", max_bytes, "request body")
         chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return b"".join(chunks)
 
 
 async def _within(receive: Receive, timeouts: BodyTimeouts, deadline: float) -> Message:

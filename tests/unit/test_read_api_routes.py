@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.requests import Request
 
 from ingest_api.deps import get_analytics_db, get_key_cache, get_registry, get_store
 from ingest_api.intake import IngestRoute
@@ -143,7 +144,7 @@ def test_ingest_routes_call_their_endpoint_without_fastapis_resolver() -> None:
 
 
 def test_an_ingest_route_refuses_parameters_fastapi_would_resolve() -> None:
-    async def with_query(request: Any, limit: int) -> Any:
+    async def with_query(request: Request, limit: int) -> Any:  # only `limit` is refused
         return None
 
     with pytest.raises(TypeError, match="takes only `request: Request`"):
