@@ -3,18 +3,23 @@
 (a) ceiling  — parse + validate + tokenize + serialize + gzip of a 100-event batch (the
                worker's own `validate_batch` and `prepare`: raw and quarantine objects),
                in-process, no HTTP, one core: what one worker could do at most.
-(b) API      — the real app under uvicorn (1 and 2 workers) with its storage left out: the
+(b) API      — the real app (1 and 2 workers) with its storage left out: the
                object store and the batch registrar are no-ops (`discard_app` below),
                keys still come from PostgreSQL. HTTP, auth, limits, body, validation, tokens,
                serialization and gzip, with nothing written.
 (c) landing  — the app as deployed: every request PUTs its raw object to SeaweedFS and
                registers it in PostgreSQL before its 202.
 
+Each load runs under each ASGI server named (`--servers`, default granian, the deployed one,
+then uvicorn as the baseline), the servers alternating; `--rounds N` repeats the whole set N
+times and prints each row's median (these machines drift by 20 % within minutes).
+
 Load comes from `wrk` (Debian's package; `make bench` installs it) in its own process on
 loopback: 100-event gzip batches cycled from 50 bodies, 16 connections, one wrk thread.
-The bench starts its own private stack (SeaweedFS, a PostgreSQL database, uvicorn) and removes
+The bench starts its own private stack (SeaweedFS, a PostgreSQL database, the API) and removes
 it after.
-Usage: `python bench/ingest.py [--seconds 10] [--connections 16] [--workers 1,2] [--parts b,c]`.
+Usage: `python bench/ingest.py [--seconds 10] [--connections 16] [--workers 1,2] [--parts b,c]
+[--servers granian,uvicorn] [--rounds 1]`.
 """
 
 from __future__ import annotations
@@ -119,7 +124,7 @@ class DiscardRegistrar:
 
 
 def discard_app() -> FastAPI:
-    """`create_app()` with storage left out (uvicorn --factory bench.ingest:discard_app).
+    """`create_app()` with storage left out (served as the factory `bench.ingest:discard_app`).
 
     The app's own lifespan opens its clients, then the store and the registrar are swapped on
     `app.state`: `dependency_overrides` would cost FastAPI a signature inspection
@@ -172,9 +177,10 @@ def ceiling(settings: Settings, bodies: list[bytes], seconds: float) -> float:
 
 
 @contextlib.contextmanager
-def serving(settings: Settings, factory: str, workers: int) -> Iterator[str]:
-    """The stack's own API service running `factory` with `workers` processes; yields its URL."""
-    served = settings.model_copy(update={"api_workers": workers})
+def serving(settings: Settings, factory: str, workers: int, server: str) -> Iterator[str]:
+    """The stack's own API service running `factory` with `workers` processes of `server`;
+    yields its URL."""
+    served = settings.model_copy(update={"api_workers": workers, "api_server": server})
     stack.start_api(served, factory=factory)
     try:
         yield served.api_url
@@ -212,12 +218,15 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     ap.add_argument("--parts", default="b,c", help="which loads: b (no storage), c (landing)")
+    ap.add_argument("--servers", default="granian,uvicorn", help="ASGI servers, alternating")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the set; rows print medians")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/ingest.py needs wrk: `make bench` installs it (apt-get install wrk)")
     worker_counts = [int(w) for w in args.workers.split(",")]
+    servers = args.servers.split(",")
 
-    rows: list[tuple[str, int, float, dict[str, Any]]] = []
+    runs: dict[tuple[str, int, str], list[tuple[float, dict[str, Any]]]] = {}
     with tempfile.TemporaryDirectory(prefix="tlake-bench-") as home:
         # No per-key rate limit: the bench measures throughput (16 connections < max_inflight 64).
         settings = stack.private_settings(Path(home), rate_limit_events_per_s=0, spark_remote="")
@@ -238,12 +247,16 @@ def main() -> None:
                 "b": ("(b) API, no storage", "bench.ingest:discard_app"),
                 "c": ("(c) API + S3 PUT + registry", "ingest_api.main:create_app"),
             }
-            for label, factory in (loads[part] for part in args.parts.split(",")):
-                for workers in worker_counts:
-                    ceil = ceiling(settings, bodies, 3.0)
-                    with serving(settings, factory, workers) as url:
-                        load = wrk_load(url, key, bodies_dir, args.seconds, args.connections)
-                    rows.append((label, workers, ceil, load))
+            for _ in range(args.rounds):
+                for label, factory in (loads[part] for part in args.parts.split(",")):
+                    for workers in worker_counts:
+                        for server in servers:
+                            ceil = ceiling(settings, bodies, 3.0)
+                            with serving(settings, factory, workers, server) as url:
+                                load = wrk_load(
+                                    url, key, bodies_dir, args.seconds, args.connections
+                                )
+                            runs.setdefault((label, workers, server), []).append((ceil, load))
             with Registry(settings, max_size=1) as reg:
                 objects = reg.counts()["pending"]
         finally:
@@ -252,17 +265,19 @@ def main() -> None:
 
     print(f"ingest benchmark (100-event batches, {args.connections} connections, wrk)")
     print(f"  batch size      {raw_bytes / 1024:.1f} KiB JSON, {gz_bytes / 1024:.1f} KiB gzip")
-    ceilings = [ceil for _, _, ceil, _ in rows]
+    ceilings = [ceil for measured in runs.values() for ceil, _ in measured]
     print(
         f"  (a) ceiling  {statistics.median(ceilings):>9,.0f} events/s, one core "
         f"(validate+tokenize+serialize+gzip; {min(ceilings):,.0f}-{max(ceilings):,.0f} in this run)"
     )
-    for label, workers, ceil, r in rows:
-        per_worker = r["events_per_s"] / workers / ceil
+    for (label, workers, server), measured in runs.items():
+        ratios = [r["events_per_s"] / workers / ceil for ceil, r in measured]
+        ceil, r = measured[ratios.index(statistics.median_low(ratios))]
+        spread = f" (rounds {min(ratios):.2f}-{max(ratios):.2f})" if len(measured) > 1 else ""
         print(
-            f"  {label:<28} {workers} worker(s): {r['events_per_s']:>9,.0f} events/s "
-            f"= {per_worker:.2f} x ceiling per worker (ceiling {ceil:,.0f}); "
-            f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; "
+            f"  {label:<28} {server:<8} {workers} worker(s): {r['events_per_s']:>9,.0f} events/s "
+            f"= {statistics.median_low(ratios):.2f} x ceiling per worker{spread} "
+            f"(ceiling {ceil:,.0f}); p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; "
             f"{r['requests']} requests {r['statuses']}"
             + (f", {r['socket_errors']} socket errors" if r["socket_errors"] else "")
         )

@@ -79,6 +79,21 @@ def down() -> None:
         console.print(f"  {name:<10} {'stopped' if was_running else 'was not running'}")
 
 
+@app.command("api")
+def api_server(
+    host: Annotated[str | None, typer.Option(help="Address (default: api_url's)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: api_url's)")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (api_workers)")] = None,
+) -> None:
+    """Serve the ingest API in the foreground with the configured server (`api_server`)."""
+    import os
+
+    from tlake import stack
+
+    argv = stack.api_argv(get_settings(), host=host, port=port, workers=workers)
+    os.execv(argv[0], argv)
+
+
 def _print_endpoints() -> None:
     s = get_settings()
     console.print(f"  API        {s.api_url}  (docs {s.api_url}/docs)")

@@ -119,7 +119,8 @@ class Service:
             return False
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            # the leader and its workers (an API server's worker processes outlive it briefly)
+            if not _alive(pid) and not group_members(pid):
                 return True
             time.sleep(0.05)
         with contextlib.suppress(ProcessLookupError):
@@ -131,6 +132,19 @@ class Service:
             return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group `pgid`."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
 
 
 def _alive(pid: int) -> bool:
@@ -253,30 +267,49 @@ def _api_healthy(settings: Settings) -> bool:
 API_FACTORY = "ingest_api.main:create_app"
 
 
+def api_argv(
+    settings: Settings,
+    *,
+    factory: str = API_FACTORY,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+) -> list[str]:
+    """The command that serves `factory` with the configured ASGI server (`api_server`).
+
+    granian: Rust HTTP/1 (hyper) in each worker, the app on uvloop, failed workers respawned,
+    a request's headers bounded at 30 s; the access log is off (the app logs every request
+    itself, ingest_api.log). uvicorn: uvloop and httptools, keep-alive idle 30 s. Either serves
+    the same app; the body's own time limits are the app's (ingest_api.body).
+    """
+    host = host or settings.api_host
+    port = port or settings.api_port
+    workers = workers or settings.api_workers
+    if settings.api_server == "uvicorn":
+        return [
+            sys.executable, "-m", "uvicorn", "--factory", factory,
+            "--host", host, "--port", str(port), "--workers", str(workers),
+            "--no-access-log", "--timeout-keep-alive", "30",
+        ]  # fmt: skip
+    return [
+        sys.executable, "-m", "granian", "--interface", "asgi", "--factory", factory,
+        "--host", host, "--port", str(port), "--workers", str(workers),
+        "--loop", "uvloop", "--no-ws", "--http", "1",
+        "--http1-header-read-timeout", "30000",
+        "--respawn-failed-workers", "--workers-kill-timeout", "10",
+    ]  # fmt: skip
+
+
 def start_api(settings: Settings, timeout_s: float = 60.0, *, factory: str = API_FACTORY) -> str:
-    """uvicorn serving `factory` (an app factory importable from the repository root)."""
+    """The configured ASGI server (`api_argv`) serving `factory`, an app factory importable
+    from the repository root, in the background."""
     svc = Service(settings, "api")
     if _api_healthy(settings):
         return "running"
     if not _is_loopback(settings.api_url):
         raise StackError(f"ingest API at {settings.api_url} is not answering")
     if svc.pid() is None:
-        argv = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            factory,
-            "--host",
-            settings.api_host,
-            "--port",
-            str(settings.api_port),
-            "--workers",
-            str(settings.api_workers),
-            "--no-access-log",
-            "--timeout-keep-alive",
-            "30",
-        ]
+        argv = api_argv(settings, factory=factory)
         svc.start(argv, settings.as_env(), cwd=Path(__file__).resolve().parent.parent)
     _wait(lambda: _api_healthy(settings), "ingest API", svc, timeout_s)
     return "started"
