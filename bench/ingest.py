@@ -10,16 +10,15 @@
 (c) landing  — the app as deployed: every request PUTs its raw object to SeaweedFS and
                registers it in PostgreSQL before its 202.
 
-Each load runs under each ASGI server named (`--servers`, default granian, the deployed one,
-then uvicorn as the baseline), the servers alternating; `--rounds N` repeats the whole set N
-times and prints each row's median (these machines drift by 20 % within minutes).
+`--rounds N` repeats the whole set of loads N times and prints each row's median (these
+machines drift by 20 % within minutes).
 
 Load comes from `wrk` (Debian's package; `make bench` installs it) in its own process on
 loopback: 100-event gzip batches cycled from 50 bodies, 16 connections, one wrk thread.
 The bench starts its own private stack (SeaweedFS, a PostgreSQL database, the API) and removes
 it after.
 Usage: `python bench/ingest.py [--seconds 10] [--connections 16] [--workers 1,2] [--parts b,c]
-[--servers granian,uvicorn] [--rounds 1]`.
+[--rounds 1]`.
 """
 
 from __future__ import annotations
@@ -177,10 +176,9 @@ def ceiling(settings: Settings, bodies: list[bytes], seconds: float) -> float:
 
 
 @contextlib.contextmanager
-def serving(settings: Settings, factory: str, workers: int, server: str) -> Iterator[str]:
-    """The stack's own API service running `factory` with `workers` processes of `server`;
-    yields its URL."""
-    served = settings.model_copy(update={"api_workers": workers, "api_server": server})
+def serving(settings: Settings, factory: str, workers: int) -> Iterator[str]:
+    """The stack's own API service running `factory` with `workers` processes; yields its URL."""
+    served = settings.model_copy(update={"api_workers": workers})
     stack.start_api(served, factory=factory)
     try:
         yield served.api_url
@@ -218,15 +216,13 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     ap.add_argument("--parts", default="b,c", help="which loads: b (no storage), c (landing)")
-    ap.add_argument("--servers", default="granian,uvicorn", help="ASGI servers, alternating")
     ap.add_argument("--rounds", type=int, default=1, help="repeat the set; rows print medians")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/ingest.py needs wrk: `make bench` installs it (apt-get install wrk)")
     worker_counts = [int(w) for w in args.workers.split(",")]
-    servers = args.servers.split(",")
 
-    runs: dict[tuple[str, int, str], list[tuple[float, dict[str, Any]]]] = {}
+    runs: dict[tuple[str, int], list[tuple[float, dict[str, Any]]]] = {}
     with tempfile.TemporaryDirectory(prefix="tlake-bench-") as home:
         # No per-key rate limit: the bench measures throughput (16 connections < max_inflight 64).
         settings = stack.private_settings(Path(home), rate_limit_events_per_s=0, spark_remote="")
@@ -250,13 +246,10 @@ def main() -> None:
             for _ in range(args.rounds):
                 for label, factory in (loads[part] for part in args.parts.split(",")):
                     for workers in worker_counts:
-                        for server in servers:
-                            ceil = ceiling(settings, bodies, 3.0)
-                            with serving(settings, factory, workers, server) as url:
-                                load = wrk_load(
-                                    url, key, bodies_dir, args.seconds, args.connections
-                                )
-                            runs.setdefault((label, workers, server), []).append((ceil, load))
+                        ceil = ceiling(settings, bodies, 3.0)
+                        with serving(settings, factory, workers) as url:
+                            load = wrk_load(url, key, bodies_dir, args.seconds, args.connections)
+                        runs.setdefault((label, workers), []).append((ceil, load))
             with Registry(settings, max_size=1) as reg:
                 objects = reg.counts()["pending"]
         finally:
@@ -270,12 +263,12 @@ def main() -> None:
         f"  (a) ceiling  {statistics.median(ceilings):>9,.0f} events/s, one core "
         f"(validate+tokenize+serialize+gzip; {min(ceilings):,.0f}-{max(ceilings):,.0f} in this run)"
     )
-    for (label, workers, server), measured in runs.items():
+    for (label, workers), measured in runs.items():
         ratios = [r["events_per_s"] / workers / ceil for ceil, r in measured]
         ceil, r = measured[ratios.index(statistics.median_low(ratios))]
         spread = f" (rounds {min(ratios):.2f}-{max(ratios):.2f})" if len(measured) > 1 else ""
         print(
-            f"  {label:<28} {server:<8} {workers} worker(s): {r['events_per_s']:>9,.0f} events/s "
+            f"  {label:<28} {workers} worker(s): {r['events_per_s']:>9,.0f} events/s "
             f"= {statistics.median_low(ratios):.2f} x ceiling per worker{spread} "
             f"(ceiling {ceil:,.0f}); p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; "
             f"{r['requests']} requests {r['statuses']}"

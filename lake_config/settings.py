@@ -69,10 +69,6 @@ class Settings(BaseSettings):
 
     api_url: str = "http://127.0.0.1:8000"
     api_workers: int = 1
-    # The ASGI server running the API's workers (tlake.stack.api_argv). granian (Rust HTTP/1,
-    # the app on uvloop) serves 1.1x the events/s of uvicorn per worker (bench/ingest.py);
-    # uvicorn runs the same app unchanged.
-    api_server: Literal["granian", "uvicorn"] = "granian"
 
     # MQTT broker the bridge (`tlake mqtt-bridge`) subscribes to; mqtt:// or mqtts://.
     mqtt_url: str = "mqtt://127.0.0.1:1883"

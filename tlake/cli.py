@@ -85,7 +85,7 @@ def api_server(
     port: Annotated[int | None, typer.Option(help="Port (default: api_url's)")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (api_workers)")] = None,
 ) -> None:
-    """Serve the ingest API in the foreground with the configured server (`api_server`)."""
+    """Serve the ingest API in the foreground (uvicorn, as `tlake up` starts it)."""
     import os
 
     from tlake import stack

@@ -275,34 +275,20 @@ def api_argv(
     port: int | None = None,
     workers: int | None = None,
 ) -> list[str]:
-    """The command that serves `factory` with the configured ASGI server (`api_server`).
-
-    granian: Rust HTTP/1 (hyper) in each worker, the app on uvloop, failed workers respawned,
-    a request's headers bounded at 30 s; the access log is off (the app logs every request
-    itself, ingest_api.log). uvicorn: uvloop and httptools, keep-alive idle 30 s. Either serves
-    the same app; the body's own time limits are the app's (ingest_api.body).
-    """
-    host = host or settings.api_host
-    port = port or settings.api_port
-    workers = workers or settings.api_workers
-    if settings.api_server == "uvicorn":
-        return [
-            sys.executable, "-m", "uvicorn", "--factory", factory,
-            "--host", host, "--port", str(port), "--workers", str(workers),
-            "--no-access-log", "--timeout-keep-alive", "30",
-        ]  # fmt: skip
+    """uvicorn serving `factory` (on uvloop and httptools, which it picks up by itself), with
+    `api_workers` processes; keep-alive connections idle for 30 s are closed, and the access
+    log is off (the app logs every request itself, ingest_api.log)."""
     return [
-        sys.executable, "-m", "granian", "--interface", "asgi", "--factory", factory,
-        "--host", host, "--port", str(port), "--workers", str(workers),
-        "--loop", "uvloop", "--no-ws", "--http", "1",
-        "--http1-header-read-timeout", "30000",
-        "--respawn-failed-workers", "--workers-kill-timeout", "10",
+        sys.executable, "-m", "uvicorn", "--factory", factory,
+        "--host", host or settings.api_host, "--port", str(port or settings.api_port),
+        "--workers", str(workers or settings.api_workers),
+        "--no-access-log", "--timeout-keep-alive", "30",
     ]  # fmt: skip
 
 
 def start_api(settings: Settings, timeout_s: float = 60.0, *, factory: str = API_FACTORY) -> str:
-    """The configured ASGI server (`api_argv`) serving `factory`, an app factory importable
-    from the repository root, in the background."""
+    """uvicorn (`api_argv`) serving `factory`, an app factory importable from the repository
+    root, in the background."""
     svc = Service(settings, "api")
     if _api_healthy(settings):
         return "running"

@@ -69,26 +69,18 @@ def test_the_mqtt_bridge_runs_under_the_stack_and_stops(settings: Settings) -> N
     assert not {h.name: h for h in stack.health(settings)}["mqtt-bridge"].ok
 
 
-@pytest.mark.parametrize("server", ["granian", "uvicorn"])
-def test_each_api_server_serves_the_app_and_stops_with_its_workers(
-    settings: Settings, registry: Registry, write_key: str, tmp_path: Path, server: str
+def test_the_api_serves_with_two_workers_and_stops_with_all_of_them(
+    settings: Settings, registry: Registry, write_key: str, tmp_path: Path
 ) -> None:
     served = settings.model_copy(
-        update={
-            "home": tmp_path,
-            "api_server": server,
-            "api_workers": 2,
-            "api_url": f"http://127.0.0.1:{closed_port()}",
-        }
+        update={"home": tmp_path, "api_workers": 2, "api_url": f"http://127.0.0.1:{closed_port()}"}
     )
     assert stack.start_api(served) == "started"
     svc = stack.Service(served, "api")
     pid = svc.pid()
     assert pid is not None
     try:
-        # `python -m <server>` (granian retitles its processes `granian asgi ...`)
-        assert server.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
-        # the server and its two workers (and uvicorn's multiprocessing resource tracker)
+        # the server, its two workers and multiprocessing's resource tracker
         assert len(stack.group_members(pid)) >= 3
         headers = {"Authorization": f"Bearer {write_key}", "Content-Encoding": "gzip"}
         body = gzip.compress(orjson.dumps(batch(event(), event(device_id=""))))
@@ -99,16 +91,10 @@ def test_each_api_server_serves_the_app_and_stops_with_its_workers(
         row = raw_object_row(registry, receipt["object_key"])
         assert row is not None and row["event_count"] == 1
         assert len(quarantine_rows(registry, receipt["batch_id"])) == 1
-        oversized = httpx.post(
-            f"{served.api_url}/v1/events",
-            content=b"x" * (served.max_request_bytes + 1),
-            headers={"Authorization": f"Bearer {write_key}"},
-        )
-        assert oversized.status_code == 413
-        assert oversized.json()["error"]["limit"] == "max_request_bytes"
     finally:
         assert svc.stop() is True
-    assert stack.group_members(pid) == [], f"{server} left processes behind"
+    # `tlake down` returns only once no worker is left holding the port or a connection
+    assert stack.group_members(pid) == []
     assert not _port_open_on(served.api_url)
 
 
