@@ -9,6 +9,9 @@ Instead each stage writes its parsed frame once under the run's folder in the la
     _scratch/runs/<run id>/<name>/part-*.parquet     the rows
     _scratch/runs/<run id>/<name>.done               written after them: the frame is whole
 
+(bronze also gathers the run's raw objects there, `raw/part-*.jsonl.gz`, before parsing them:
+spark_jobs.bronze.bundles)
+
 and every later action of the run reads that Parquet. A frame without its `.done` marker (a
 stage that died while writing it) is never read: `read` answers None and the caller derives
 the rows from the Delta tables as before, so staging is an accelerator, not a source of truth.

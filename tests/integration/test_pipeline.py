@@ -8,10 +8,12 @@ asserts on those only, since the stack is shared with the other integration modu
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import secrets
 import time
 import uuid
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -321,6 +323,46 @@ def test_a_registered_object_missing_from_the_bucket_is_quarantined(
         "bronze",
         "registered with 7 events, 0 lines read (object missing or empty)",
     )
+
+
+def test_objects_without_a_final_newline_or_with_damaged_gzip_lose_nothing(
+    lake: Lake, devices: str
+) -> None:
+    """Bronze reads a run's objects from bundles of gzip members (spark_jobs.bronze.bundles):
+    an object's last line is never glued to the next object's first, and a damaged object
+    gives the lines that inflate, its cut line quarantined and its missing lines counted."""
+    unended_events = [_event(devices, n) for n in range(3)]
+    key, batch_id, body = rawdata.raw_object(unended_events, received_at=NOW)
+    unended = gzip.compress(gzip.decompress(body).rstrip(b"\n"))
+    lake.store.put(key, unended)
+    lake.registry.register(RawObject(key, "mobile", batch_id, len(unended), 3, NOW))
+    damaged_events = [_event(devices, n, device=1) for n in range(100, 140)]
+    damaged_key, damaged_batch, damaged_body = rawdata.raw_object(damaged_events, received_at=NOW)
+    cut = damaged_body[: len(damaged_body) * 6 // 10]
+    lake.store.put(damaged_key, cut)
+    lake.registry.register(RawObject(damaged_key, "mobile", damaged_batch, len(cut), 40, NOW))
+    lake.land([_event(devices, 200, device=2)])
+    text = zlib.decompressobj(31).decompress(cut)  # what inflates before the cut
+    whole = text.count(b"\n")
+    assert 0 < whole < 40 and not text.endswith(b"\n")
+
+    summary = pipeline.run_once(lake.settings)
+
+    assert summary.objects == 3 and summary.processed == 3
+    silver = lake.rows(SILVER_DEVICE_EVENTS, devices, sort=["event_id"])
+    assert sorted(r["event_id"] for r in silver) == sorted(
+        [f"{devices}-e{n}" for n in [0, 1, 2, 200, *range(100, 100 + whole)]]
+    )
+    quarantine = lake.table(QUARANTINE_EVENTS).where(
+        (F.col("object_key") == damaged_key)
+        | (F.col("payload") == text.rsplit(b"\n", 1)[1].decode())
+    )
+    got = {r["rule"]: r["reason"] for r in quarantine.collect()}
+    assert got == {
+        "malformed_line": "not a raw line envelope: missing or invalid object_key, line_no, "
+        "received_at, event",
+        "missing_lines": f"registered with 40 events, {whole} lines read",
+    }
 
 
 def test_a_failed_run_releases_its_claims_and_says_where_it_failed(

@@ -2,11 +2,14 @@
 
 The jobs set nothing engine-specific, so a cluster can run them on JVM Spark. A classic session
 cannot share a process with Spark Connect (pyspark picks the Column implementation per process),
-so the JVM side runs in a child interpreter that prints its rows as JSON.
+so the JVM side runs in a child interpreter that prints its rows as JSON. Both read the lines
+from a file as bronze's bundles hold them (several objects' gzip members in one file,
+spark_jobs.bronze.bundles), so the JVM's reading of such a file is checked too.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -17,7 +20,7 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from spark_jobs.bronze import events
+from spark_jobs.bronze import bundles, events
 from spark_jobs.gold import device_hourly
 from spark_jobs.silver import device_events
 
@@ -59,9 +62,17 @@ def _lines() -> list[str]:
     ]
 
 
-def results(spark: SparkSession) -> dict[str, list[dict[str, Any]]]:
+def write_bundle(path: Path) -> None:
+    """The lines as a bundle: three objects' gzip members, the second without a final newline
+    (which `bundles.checked` supplies)."""
+    lines = _lines()
+    objects = ["\n".join(lines[:5]) + "\n", "\n".join(lines[5:9]), "\n".join(lines[9:]) + "\n"]
+    path.write_bytes(b"".join(bundles.checked(gzip.compress(o.encode())) for o in objects))
+
+
+def results(spark: SparkSession, bundle: Path) -> dict[str, list[dict[str, Any]]]:
     """Every transform's output on the same input, as JSON-ready rows in a stable order."""
-    lines = spark.createDataFrame([(line,) for line in _lines()], "value string")
+    lines = spark.read.text(str(bundle))
     bronze, bronze_bad = events.transform(lines, "run-1")
     silver, silver_bad = device_events.transform(bronze)
     repeated = device_events.repeated_event_ids(bronze)  # how the silver stage ranks copies
@@ -82,7 +93,7 @@ def results(spark: SparkSession) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def _classic_results() -> None:
+def _classic_results(bundle: str) -> None:
     """Run in the child interpreter: the same transforms on a local JVM session."""
     classic = (
         SparkSession.builder.master("local[2]")
@@ -91,14 +102,18 @@ def _classic_results() -> None:
         .config("spark.sql.shuffle.partitions", "2")
         .getOrCreate()
     )
-    print(json.dumps(results(classic)))
+    print(json.dumps(results(classic, Path(bundle))))
 
 
 @pytest.mark.jvm
-def test_transforms_give_the_same_rows_on_jvm_spark_and_on_sail(spark: SparkSession) -> None:
+def test_transforms_give_the_same_rows_on_jvm_spark_and_on_sail(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "part-00000.jsonl.gz"
+    write_bundle(bundle)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPARK_")}
     child = subprocess.run(
-        [sys.executable, "-c", f"import {__name__} as m; m._classic_results()"],
+        [sys.executable, "-c", f"import {__name__} as m; m._classic_results({str(bundle)!r})"],
         cwd=ROOT,
         env={**env, "PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -109,7 +124,7 @@ def test_transforms_give_the_same_rows_on_jvm_spark_and_on_sail(spark: SparkSess
     assert child.returncode == 0, child.stderr[-3000:]
     jvm = json.loads(child.stdout.strip().splitlines()[-1])
 
-    sail = results(spark)
+    sail = results(spark, bundle)
 
     assert sail["silver"], "the input must produce silver rows to compare"
     assert {name: len(rows) for name, rows in sail.items()} == {
