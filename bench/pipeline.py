@@ -4,7 +4,10 @@ Lands `--objects` raw objects of `--events` events each (made by the mobile simu
 ingest API's own validation and landing code, so they are byte-for-byte what the API writes),
 then measures in the same run:
 
-  baseline  — reading those objects as text and counting lines (the I/O floor of any pass);
+  baseline  — reading those objects as text and counting lines, Sail opening each object;
+  bundled   — the same the way bronze reads them: fetched through obstore from threads into a
+              few multi-member gzip bundles (spark_jobs.bronze.bundles), then Sail reading
+              those; the bench's own scratch bundles are removed after;
   pipeline  — one `pipeline.run_once` over all of them (MERGE into bronze, silver and gold Delta
               tables, upsert into PostgreSQL);
               More objects than `run_batch_objects` (5,000) take several runs, as they
@@ -42,7 +45,8 @@ from lake_config.registry import RawObject, Registry, drop_database
 from lake_config.settings import Settings
 from lake_config.spark import build_session, lake_scheme
 from lake_config.storage import ObjectStore, lake_uri
-from spark_jobs import pipeline
+from spark_jobs import pipeline, staging
+from spark_jobs.bronze import bundles
 from tlake import simulate, stack
 
 
@@ -164,6 +168,14 @@ def main() -> None:
             t0 = time.perf_counter()
             lines = spark.read.text(uris).count()
             baseline_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            parts = bundles.write(settings, "bench-bundled", keys)
+            bundled = spark.read.text(
+                [lake_uri(settings, k, scheme=lake_scheme(settings)) for k in parts]
+            )
+            bundled_lines = bundled.count()
+            bundled_s = time.perf_counter() - t0
+            staging.clear(settings, "bench-bundled")
 
             t0 = time.perf_counter()
             runs = drain(settings)
@@ -177,7 +189,7 @@ def main() -> None:
             stack.down(settings)
             drop_database(settings)
 
-    assert lines == n_events, (lines, n_events)
+    assert lines == bundled_lines == n_events, (lines, bundled_lines, n_events)
     assert sum(r.processed for r in runs) == args.objects and idle.objects == 0
     seconds: dict[str, float] = {}
     rows: dict[str, int] = {}
@@ -191,6 +203,10 @@ def main() -> None:
     )
     print(f"  landed (gzip)       {size / 2**20:.1f} MiB in {landing_s:.1f} s")
     print(f"  baseline read+count {n_events / baseline_s:>10,.0f} events/s ({baseline_s:.1f} s)")
+    print(
+        f"  bundled read+count  {n_events / bundled_s:>10,.0f} events/s ({bundled_s:.1f} s, "
+        f"{len(parts)} bundle(s)) = {baseline_s / bundled_s:.2f} x baseline"
+    )
     print(
         f"  pipeline            {n_events / run_s:>10,.0f} events/s ({run_s:.1f} s in "
         f"{len(runs)} run(s)) = {baseline_s / run_s:.2f} x baseline"
