@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import gzip
-import socket
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -95,13 +93,4 @@ def test_the_api_serves_with_two_workers_and_stops_with_all_of_them(
         assert svc.stop() is True
     # `tlake down` returns only once no worker is left holding the port or a connection
     assert stack.group_members(pid) == []
-    assert not _port_open_on(served.api_url)
-
-
-def _port_open_on(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname, parts.port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+    assert not stack._port_open(served.api_host, served.api_port)
