@@ -134,12 +134,17 @@ class Service:
             return "(no log)"
 
 
+def _stat_fields(stat: Path) -> list[str]:
+    """The fields of a /proc/<pid>/stat file after the command name: state, ppid, pgrp, ..."""
+    return stat.read_text().rsplit(")", 1)[1].split()
+
+
 def group_members(pgid: int) -> list[int]:
     """The live (not zombie) processes of process group `pgid`."""
     members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = _stat_fields(stat)
         except OSError:  # it ended meanwhile
             continue
         if int(fields[2]) == pgid and fields[0] != "Z":
@@ -160,8 +165,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+        return _stat_fields(Path(f"/proc/{pid}/stat"))[0] != "Z"
     except OSError:
         return True
 
