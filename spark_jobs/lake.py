@@ -92,6 +92,12 @@ def merge(
     `t` (the row there) and `s` (the new one) instead, the others still taken from `s`.
     `prune` restricts the target side to the given values of partition columns; every source
     row must fall inside them, or it would be inserted again on a re-run.
+
+    An insert-only MERGE whose source has no key in the (pruned) table inserts every source
+    row, which an append does at a fraction of the cost: Sail's MERGE of 1M new rows into a
+    day of 2M took 4.0-4.7 s, the key check (a semi join reading only the table's key
+    columns) 0.45 s and the append 1.8 s. So under the commit lock the keys are checked first,
+    and the MERGE runs only when some are there already (a re-run, a resent event).
     """
     ensure_created(spark, settings, table)
     view = f"tlake_merge_source_{table.sql_name}"
@@ -100,12 +106,13 @@ def merge(
     # filtered out). A shuffle on the merge keys is a barrier it does not plan across, and
     # costs little: the MERGE join partitions the source by these keys anyway.
     conform(source, table).repartition(*table.merge_keys).createOrReplaceTempView(view)
-    on = [f"t.{key} = s.{key}" for key in table.merge_keys]
+    pruned = []  # conditions on the target's partition columns, as SQL over its columns
     for column, values in (prune or {}).items():
         literals = ", ".join(sorted({f"date'{v.isoformat()}'" for v in values}))
         if not literals:  # `in ()` would match nothing and insert every row again
             raise ValueError(f"prune on {column!r} needs at least one value")
-        on.append(f"t.{column} in ({literals})")
+        pruned.append(f"{column} in ({literals})")
+    on = [f"t.{key} = s.{key}" for key in table.merge_keys] + [f"t.{c}" for c in pruned]
     matched = ""
     if update:
         assigned = {c: f"s.{c}" for c in table.column_names if c not in table.merge_keys}
@@ -121,9 +128,30 @@ def merge(
     # (Sail: count; Delta on JVM: num_affected_rows). One writer per table at a time: Sail
     # fails a commit that races another instead of retrying it (see commit_lock).
     with commit_lock(settings, table_uri(settings, table)):
+        if not update and not _any_key_present(spark, settings, table, source, pruned):
+            inserted = spark.table(view).count()
+            if inserted:
+                _write_appended(spark.table(view), settings, table)
+            spark.catalog.dropTempView(view)
+            return inserted
         rows = spark.sql(statement).collect()
     spark.catalog.dropTempView(view)  # left behind on failure; the next MERGE replaces it
     return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+
+def _any_key_present(
+    spark: SparkSession, settings: Settings, table: Table, source: DataFrame, pruned: Sequence[str]
+) -> bool:
+    """Whether any merge key of `source` is in `table` where the `pruned` conditions hold, as
+    the MERGE would match it: a semi join of the key columns alone, on both sides (a read
+    needs no barrier against Sail's early NOT NULL check, which only writes make)."""
+    target = spark.read.format("delta").load(table_uri(settings, table))
+    for condition in pruned:
+        target = target.where(condition)
+    ours = conform(source, table).select(*table.merge_keys)
+    found = ours.join(target.select(*table.merge_keys), list(table.merge_keys), "left_semi")
+    found = found.limit(1)
+    return bool(found.collect())
 
 
 def append(spark: SparkSession, settings: Settings, table: Table, source: DataFrame) -> None:
@@ -135,11 +163,16 @@ def append(spark: SparkSession, settings: Settings, table: Table, source: DataFr
     # On the keys too, not the partition columns alone: a load of one day would otherwise go
     # through one task, and one core, to one file.
     rows = conform(source, table).repartition(*table.partition_by, *table.merge_keys)
+    with commit_lock(settings, table_uri(settings, table)):
+        _write_appended(rows, settings, table)
+
+
+def _write_appended(rows: DataFrame, settings: Settings, table: Table) -> None:
+    """Append conformed `rows` to the table (the caller holds its commit lock)."""
     writer = rows.write.format("delta").mode("append")
     if table.partition_by:
         writer = writer.partitionBy(*table.partition_by)
-    with commit_lock(settings, table_uri(settings, table)):
-        writer.save(table_uri(settings, table))
+    writer.save(table_uri(settings, table))
 
 
 def bounded_timestamp(text: Column) -> Column:

@@ -106,6 +106,23 @@ def test_a_line_that_is_not_json_is_quarantined_under_its_hash(spark: SparkSessi
     assertDataFrameEqual(_quarantine(quarantine), expected)
 
 
+def test_a_line_cut_after_its_last_field_is_still_malformed(spark: SparkSession) -> None:
+    # Every field can be found in the text of each (the event whole), but none is one JSON
+    # object: a damaged object's last line without its closing brace, one with text after it,
+    # and two lines glued into one. None becomes a row.
+    cut = _line()[:-1]
+    trailing = _line(line_no=1) + " {"
+    glued = _line(line_no=3) + _line(line_no=4)  # an object whose final newline went missing
+    lines = _lines(spark, cut, trailing, _line(line_no=2), glued)
+    rows, quarantine = events.transform(lines, "run-1")
+
+    assert [r["line_no"] for r in rows.collect()] == [2]
+    found = quarantine.collect()
+    assert {r["payload"] for r in found} == {cut, trailing, glued}
+    assert {r["rule"] for r in found} == {"malformed_line"}
+    assert {r["object_key"] for r in found} == {None}
+
+
 def test_a_line_missing_metadata_is_quarantined_under_its_position(spark: SparkSession) -> None:
     line = _line(line_no=7, received_at=..., sent_at="yesterday")
     rows, quarantine = events.transform(_lines(spark, line), "run-1")
