@@ -180,22 +180,19 @@ def read_lines(
     spark: SparkSession, settings: Settings, run_id: str, object_keys: Sequence[str]
 ) -> DataFrame:
     """The text lines of raw objects, read from the few bundles they were gathered into for
-    the run (spark_jobs.bronze.bundles: ~5x faster than Sail opening each small object), then
-    redistributed by a hash of the line.
+    the run (spark_jobs.bronze.bundles: ~5x faster than Sail opening each small object).
 
-    The shuffle came with reading every object as a file of its own: Sail handed each object's
-    lines on as batches of their own, and every expression of `classify` paid its per-batch cost
-    per object (3,000 objects of 10 lines parsed 1.8 times slower without it). On bundles it
-    measured neutral (500,000 lines in 5 or 18 bundles: 3.1-3.8 s with or without it); it stays
-    for the run whose objects fit in one bundle, whose parse it spreads over the cores.
+    Sail reads a gzip file as one partition, so several bundles spread the parse over the
+    cores by themselves; a shuffle before parsing them cost 0.4 s of 5.6 for 1M lines in 8
+    bundles. Only a run whose lines fit in one bundle is redistributed by a hash of the line,
+    so that its parse uses every core too (a run of one bundle is at most ~8 MB of gzip).
     """
     bundles = write_bundles(settings, run_id, object_keys)
     if not bundles:  # every object missing or empty: bronze quarantines them all
         return spark.createDataFrame([], "value string")
     scheme = lake_scheme(settings)
-    return spark.read.text([lake_uri(settings, key, scheme=scheme) for key in bundles]).repartition(
-        "value"
-    )
+    lines = spark.read.text([lake_uri(settings, key, scheme=scheme) for key in bundles])
+    return lines.repartition("value") if len(bundles) == 1 else lines
 
 
 def read_run_rows(
