@@ -268,7 +268,7 @@ def load(
         quarantine = quarantine.unionByName(_short_objects(spark, run_id, short, seen))
     written = quarantined = 0
     if good and first_load:
-        lake.append(spark, settings, BRONZE_EVENTS, rows)
+        lake.append(spark, settings, BRONZE_EVENTS, rows, filtered=good < lines)
         written = good
     elif good_dates:
         written = lake.merge(
