@@ -120,9 +120,10 @@ def check(
         "payload",
         "run_id",
         F.from_json(F.col("payload"), PAYLOAD_DDL).alias("ev"),
-        # json_object_keys is null unless the payload is a JSON object.
-        F.json_object_keys(F.col("payload")).isNotNull().alias("is_object"),
-    )
+        # json_object_keys is null unless the payload is a JSON object; its keys are also what
+        # `_rescued_json` looks through (one scan of the payload for both).
+        F.json_object_keys(F.col("payload")).alias("top_keys"),
+    ).withColumn("is_object", F.col("top_keys").isNotNull())
     flat = parsed.select(
         "*",
         ev["event_id"].alias("event_id"),
@@ -149,9 +150,9 @@ def check(
         ev["session"]["duration_ms"].alias("session_duration_ms"),
         ev["attributes"].alias("attributes_json"),
         _details_json(F.col("schema_version"), F.col("payload")).alias("details_json"),
-        _rescued_json(F.col("payload")).alias("rescued_json"),
+        _rescued_json(F.col("payload"), F.col("top_keys")).alias("rescued_json"),
         F.when(F.col("is_object"), F.col("payload")).alias("object_payload"),
-    ).drop("ev")
+    ).drop("ev", "top_keys")
     skew_ms = F.unix_millis(F.col("received_at")) - F.unix_millis(F.col("sent_at"))
     shifted_ms = F.unix_millis(F.col("device_occurred_at")) + skew_ms
     # A shift never leaves the years every engine and client can hold (the API admits any
@@ -257,14 +258,14 @@ def _details_json(schema_version: Column, payload: Column) -> Column:
     return details
 
 
-def _rescued_json(payload: Column) -> Column:
+def _rescued_json(payload: Column, top_keys: Column | None = None) -> Column:
     """Fields of the payload silver does not read yet, so a field a newer schema version added
     is never lost before silver learns it: `{"event": {...}, "<section>": {...}}` holding the
     unknown keys of the event and of each mobile section (values as JSON text), or null.
 
     Two parses per row, not six: the sections come from one `from_json` as maps, and the event's
-    own keys from `json_object_keys`; only a payload that has an unknown top-level key is parsed
-    a third time, for those keys' values.
+    own keys from `json_object_keys` (`top_keys`, when the caller has them already); only a
+    payload that has an unknown top-level key is parsed a third time, for those keys' values.
     """
     from pyspark.sql import functions as F
 
@@ -274,7 +275,8 @@ def _rescued_json(payload: Column) -> Column:
     sections = F.from_json(
         payload, ", ".join(f"{name} map<string,string>" for name in KNOWN_SECTION_FIELDS)
     )
-    top_unknown = F.filter(F.json_object_keys(payload), lambda k: ~k.isin(*KNOWN_FIELDS))
+    keys = F.json_object_keys(payload) if top_keys is None else top_keys
+    top_unknown = F.filter(keys, lambda k: ~k.isin(*KNOWN_FIELDS))
     parts = {
         "event": F.when(
             F.size(top_unknown) > 0,
