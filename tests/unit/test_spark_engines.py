@@ -81,11 +81,7 @@ def results(spark: SparkSession, bundle: Path) -> dict[str, list[dict[str, Any]]
 
     def rows(df: Any, *order: str) -> list[dict[str, Any]]:
         df = df.drop("quarantined_at") if "quarantined_at" in df.columns else df
-        found = json.loads(json.dumps(df.orderBy(*order).toArrow().to_pylist(), default=str))
-        for row in found:  # the same JSON, each engine's spacing: Sail keeps the text as landed
-            if row.get("payload") and row.get("stage") != "bronze":
-                row["payload"] = json.loads(row["payload"])
-        return found
+        return json.loads(json.dumps(df.orderBy(*order).toArrow().to_pylist(), default=str))
 
     return {
         "bronze": rows(bronze, "line_no"),
