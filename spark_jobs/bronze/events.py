@@ -40,7 +40,7 @@ ENVELOPE_DDL = (
     "received_at string, sent_at string, event string"
 )
 # Lifted out of the event for lineage, each by its JSON path: Sail finds a path by scanning the
-# text, where a second from_json built a struct of the three (1M lines: bronze's classify 5.6 s
+# text, where a second from_json built a struct of the three (1M lines: bronze's classify 6.6 s
 # instead of 8.6), and on JVM Spark the three lead the event, so its parser stops early.
 EVENT_IDS = ("event_id", "device_id", "event_type")
 
