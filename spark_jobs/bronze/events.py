@@ -171,7 +171,7 @@ def read_lines(
     the run (spark_jobs.bronze.bundles: ~5x faster than Sail opening each small object).
 
     Sail reads a gzip file as one partition, so several bundles spread the parse over the
-    cores by themselves; a shuffle before parsing them cost 0.4 s of 5.6 for 1M lines in 8
+    cores by themselves; a shuffle before parsing them cost ~0.4 s per 1M lines in 8
     bundles. Only a run whose lines fit in one bundle is redistributed by a hash of the line,
     so that its parse uses every core too (a run of one bundle is at most ~8 MB of gzip).
     """
