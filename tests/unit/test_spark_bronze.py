@@ -107,9 +107,10 @@ def test_a_line_that_is_not_json_is_quarantined_under_its_hash(spark: SparkSessi
 
 
 def test_a_line_cut_after_its_last_field_is_still_malformed(spark: SparkSession) -> None:
-    # Every field can be found in the text of each (the event whole), but none is one JSON
-    # object: a damaged object's last line without its closing brace, one with text after it,
-    # and two lines glued into one. None becomes a row.
+    # Each holds every field and the whole event, but none is one JSON object: a damaged
+    # object's last line without its closing brace, one with text after it, and two lines
+    # glued into one. None becomes a row (a parse that scanned for each field by its path,
+    # as Sail's get_json_object does, would find them all).
     cut = _line()[:-1]
     trailing = _line(line_no=1) + " {"
     glued = _line(line_no=3) + _line(line_no=4)  # an object whose final newline went missing
