@@ -258,13 +258,13 @@ def _details_json(schema_version: Column, payload: Column) -> Column:
     return details
 
 
-def _rescued_json(payload: Column, top_keys: Column | None = None) -> Column:
+def _rescued_json(payload: Column, top_keys: Column) -> Column:
     """Fields of the payload silver does not read yet, so a field a newer schema version added
     is never lost before silver learns it: `{"event": {...}, "<section>": {...}}` holding the
     unknown keys of the event and of each mobile section (values as JSON text), or null.
 
     Two parses per row, not six: the sections come from one `from_json` as maps, and the event's
-    own keys from `json_object_keys` (`top_keys`, when the caller has them already); only a
+    own keys (`top_keys`: `json_object_keys` of the payload, which `check` also needs); only a
     payload that has an unknown top-level key is parsed a third time, for those keys' values.
     """
     from pyspark.sql import functions as F
@@ -275,8 +275,7 @@ def _rescued_json(payload: Column, top_keys: Column | None = None) -> Column:
     sections = F.from_json(
         payload, ", ".join(f"{name} map<string,string>" for name in KNOWN_SECTION_FIELDS)
     )
-    keys = F.json_object_keys(payload) if top_keys is None else top_keys
-    top_unknown = F.filter(keys, lambda k: ~k.isin(*KNOWN_FIELDS))
+    top_unknown = F.filter(top_keys, lambda k: ~k.isin(*KNOWN_FIELDS))
     parts = {
         "event": F.when(
             F.size(top_unknown) > 0,
