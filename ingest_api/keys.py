@@ -23,6 +23,17 @@ MAX_KEY_CHARS = 256  # registry keys are ~55 characters; longer ones are refused
 _E = TypeVar("_E")
 
 
+def bearer_secret(authorization: str | None) -> str | None:
+    """The credentials of an `Authorization: Bearer <key>` header, None without one (another
+    scheme, or no credentials): what FastAPI's `HTTPBearer(auto_error=False)` reads, without
+    building its credentials model on every ingest request."""
+    scheme, _, param = (authorization or "").partition(" ")
+    param = param.strip()
+    if scheme.lower() != "bearer" or not param:
+        return None
+    return param
+
+
 def segment_secret(authorization: str | None) -> str:
     """The API key of an Authorization header the Segment way: HTTP Basic with the write key
     as user name and an empty password (what Segment's libraries send), or Bearer.

@@ -274,13 +274,18 @@ def put_objects(store: ObjectStore, prepared: Prepared, *, if_absent: bool = Fal
 async def put_objects_async(
     store: ObjectStore, prepared: Prepared, *, if_absent: bool = False
 ) -> None:
-    """`put_objects` on the event loop: both PUTs at once, no thread."""
+    """`put_objects` on the event loop: both PUTs at once, no thread (a lone object is awaited
+    as is: gathering one would cost a task and a turn of the loop)."""
 
     async def put(key: str, body: bytes) -> None:
         with _storage_errors():
             await store.put_async(key, body, if_absent=if_absent)
 
-    await asyncio.gather(*(put(key, body) for key, body in prepared.objects))
+    objects = prepared.objects
+    if len(objects) == 1:
+        await put(*objects[0])
+    else:
+        await asyncio.gather(*(put(key, body) for key, body in objects))
 
 
 def register(

@@ -22,13 +22,7 @@ import math
 import time
 from collections.abc import Callable
 
-from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from ingest_api.errors import OverloadedError, RateLimitedError
-from ingest_api.log import log_fields
-from ingest_api.metrics import IngestMetrics
-from ingest_api.responses import JsonResponse
+from ingest_api.errors import RateLimitedError
 
 INGEST_PREFIX = "/v1/"
 
@@ -65,33 +59,3 @@ class RateLimiter:
                 limit_events_per_s=self.rate,
             )
         self._buckets[key_id] = (tokens - events, now)
-
-
-class LoadShedMiddleware:
-    """Pure ASGI middleware: 503 `overloaded` past `limit` ingest requests in flight."""
-
-    def __init__(self, app: ASGIApp, *, limit: int, metrics: IngestMetrics) -> None:
-        self.app = app
-        self.limit = limit
-        self.metrics = metrics
-        self.inflight = 0
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(INGEST_PREFIX):
-            await self.app(scope, receive, send)
-            return
-        if self.limit and self.inflight >= self.limit:
-            error = OverloadedError(
-                f"more than max_inflight_requests={self.limit} requests in flight; retry after 1 s"
-            )
-            log_fields(HTTPConnection(scope))["error"] = error.code
-            response = JsonResponse(error.body(), status_code=error.status, headers=error.headers)
-            await response(scope, receive, send)
-            return
-        self.inflight += 1
-        self.metrics.inflight.inc()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.inflight -= 1
-            self.metrics.inflight.dec()

@@ -1,7 +1,7 @@
 """Structured logs: one JSON line per request, through the stdlib `logging` module.
 
 Handlers add fields to the request's line with `log_fields(request)[name] = value`; the line is
-written by `RequestLogMiddleware` when the response has been sent (or the request failed). Only
+written by `ingest_api.edge.Edge` when the response has been sent (or the request failed). Only
 counts, ids, codes and timings are logged: never a value from a request body, and never the text
 of an exception that may quote one.
 """
@@ -9,17 +9,15 @@ of an exception that may quote one.
 from __future__ import annotations
 
 import logging
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LOGGER = "ingest_api"
 REQUEST_LOGGER = "ingest_api.requests"
-_FIELDS = "log_fields"
+FIELDS = "log_fields"  # the key of a request's fields in its scope["state"]
 
 
 class JsonFormatter(logging.Formatter):
@@ -55,41 +53,5 @@ def configure_logging(level: int | str = logging.INFO) -> None:
 def log_fields(conn: HTTPConnection) -> dict[str, Any]:
     """The mutable fields of this request's log line."""
     state: dict[str, Any] = conn.scope.setdefault("state", {})
-    fields: dict[str, Any] = state.setdefault(_FIELDS, {})
+    fields: dict[str, Any] = state.setdefault(FIELDS, {})
     return fields
-
-
-class RequestLogMiddleware:
-    """Pure ASGI middleware writing one JSON line per HTTP request: method, path, status,
-    duration and whatever the handlers added (batch_id, source, accepted, rejected, error)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.logger = logging.getLogger(REQUEST_LOGGER)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        fields: dict[str, Any] = {}
-        scope.setdefault("state", {})[_FIELDS] = fields
-        status = 500  # unless a response starts: an unhandled exception is answered 500
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_record)
-        finally:
-            line = {
-                "method": scope["method"],
-                "path": scope["path"],
-                "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                **fields,
-            }
-            self.logger.info("request", extra={"fields": line})

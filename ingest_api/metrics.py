@@ -23,15 +23,11 @@ multiprocess mode was left out because it needs a shared directory cleaned by th
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ingest_api.log import log_fields
 from ingest_api.schemas import EventV1
 
 _EVENT_FIELDS = frozenset(EventV1.__annotations__) | {"event"}
@@ -107,35 +103,3 @@ def request_outcome(status: int, fields: dict[str, Any]) -> str:
     if status >= 500:
         return "internal_error"
     return "ok"
-
-
-class MetricsMiddleware:
-    """Pure ASGI middleware: duration, status and outcome of every HTTP request."""
-
-    def __init__(self, app: ASGIApp, metrics: IngestMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_record)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            fields = log_fields(HTTPConnection(scope))
-            m = self.metrics
-            m.duration.labels(route).observe(time.perf_counter() - started)
-            m.requests.labels(route, str(status), request_outcome(status, fields)).inc()
-            if "bytes_in" in fields:
-                m.bytes_in.labels(route).inc(fields["bytes_in"])

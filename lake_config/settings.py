@@ -69,6 +69,10 @@ class Settings(BaseSettings):
 
     api_url: str = "http://127.0.0.1:8000"
     api_workers: int = 1
+    # FastAPI's native OpenTelemetry (spans, metrics and logs to the process's global OTel
+    # providers). Off: the API's metrics are Prometheus (`/metrics`), and FastAPI otherwise
+    # checks on every request whether a provider was configured (~5 us).
+    api_opentelemetry: bool = False
 
     # MQTT broker the bridge (`tlake mqtt-bridge`) subscribes to; mqtt:// or mqtts://.
     mqtt_url: str = "mqtt://127.0.0.1:1883"

@@ -13,7 +13,9 @@ from fastapi.testclient import TestClient
 from starlette.exceptions import HTTPException
 
 from ingest_api import errors
-from ingest_api.log import REQUEST_LOGGER, JsonFormatter, RequestLogMiddleware, log_fields
+from ingest_api.edge import Edge
+from ingest_api.log import REQUEST_LOGGER, JsonFormatter, log_fields
+from ingest_api.metrics import IngestMetrics
 from ingest_api.responses import JsonResponse
 
 
@@ -55,7 +57,7 @@ RAISED: dict[str, errors.IngestError] = {
 @pytest.fixture
 def client() -> TestClient:
     app = FastAPI()
-    app.add_middleware(RequestLogMiddleware)
+    app.add_middleware(Edge, site=app, ingest_routes=[], metrics=IngestMetrics(), inflight_limit=0)
     app.add_exception_handler(errors.IngestError, errors.handle_ingest_error)
     app.add_exception_handler(HTTPException, errors.handle_http_error)
 

@@ -6,11 +6,15 @@ import asyncio
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from starlette.responses import Response
 
+from ingest_api.edge import Edge
 from ingest_api.errors import RateLimitedError
-from ingest_api.limits import LoadShedMiddleware, RateLimiter
+from ingest_api.intake import IngestRoute
+from ingest_api.limits import RateLimiter
 from ingest_api.metrics import IngestMetrics, rejection_reason, request_outcome
+from ingest_api.responses import JsonResponse
 
 
 class Clock:
@@ -81,21 +85,34 @@ def test_request_outcome() -> None:
     assert request_outcome(500, {}) == "internal_error"
 
 
-def test_requests_past_the_inflight_limit_are_503_at_once() -> None:
+@pytest.mark.parametrize("ingest_route", [True, False], ids=["edge-answered", "router"])
+def test_requests_past_the_inflight_limit_are_503_at_once(ingest_route: bool) -> None:
+    """Both ways in count: an ingest route `Edge` answers itself and one the router matches."""
     release = asyncio.Event()
     app = FastAPI()
 
-    @app.post("/v1/slow")
-    async def slow() -> dict[str, str]:
+    async def slow(request: Request) -> Response:
         await release.wait()
-        return {"status": "done"}
+        return JsonResponse({"status": "done"})
+
+    route = IngestRoute("/v1/slow", slow, methods=["POST"])
+    if ingest_route:
+        app.router.routes.append(route)
+    else:
+        app.post("/v1/slow")(slow)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     metrics = IngestMetrics()
-    app.add_middleware(LoadShedMiddleware, limit=2, metrics=metrics)
+    app.add_middleware(
+        Edge,
+        site=app,
+        ingest_routes=[route] if ingest_route else [],
+        metrics=metrics,
+        inflight_limit=2,
+    )
 
     def inflight() -> float | None:
         return metrics.registry.get_sample_value("tlake_ingest_inflight_requests")
