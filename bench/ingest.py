@@ -24,6 +24,7 @@ Usage: `python bench/ingest.py [--seconds 10] [--connections 16] [--workers 1,2]
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import gzip
 import json
@@ -99,24 +100,32 @@ end
 
 
 class DiscardStore:
-    """An object store that keeps nothing."""
+    """An object store that keeps nothing.
+
+    A real PUT suspends the request while its I/O is in flight, and the loop serves other
+    connections meanwhile; this one suspends it once without any I/O (`asyncio.sleep(0)`), so
+    that requests are scheduled as with storage. A request that never yields the loop is
+    answered as fast but less fairly: in same-hour runs on one worker, p99 206-228 ms without
+    the yields (5 runs) against 83-162 ms with them (10 runs), at the same events/s.
+    """
 
     def put(self, key: str, body: bytes, *, if_absent: bool = False) -> None:
         return None
 
     async def put_async(self, key: str, body: bytes, *, if_absent: bool = False) -> None:
-        return None
+        await asyncio.sleep(0)
 
 
 class DiscardRegistrar:
-    """Registers nothing (the API's `AsyncRegistrar` in (b)); API keys still come from
-    PostgreSQL through the app's real `Registry`."""
+    """Registers nothing (the API's `AsyncRegistrar` in (b)), suspending the request once as
+    the registry's round trip would (see `DiscardStore`); API keys still come from PostgreSQL
+    through the app's real `Registry`."""
 
     def __init__(self, registrar: AsyncRegistrar) -> None:
         self._registrar = registrar
 
     async def register(self, *args: Any, **kwargs: Any) -> None:
-        return None
+        await asyncio.sleep(0)
 
     async def close(self) -> None:
         await self._registrar.close()
@@ -237,8 +246,10 @@ def main() -> None:
             stack.up(settings, api=False, bridge=False)
             with Registry(settings, max_size=1) as reg:
                 key = reg.create_key("bench")
-            # The ceiling is measured again right before each load: on these machines the
-            # speed of a core drifts by 20% within minutes, so each ratio uses its neighbour.
+            # The ceiling is measured again right before and right after each load, and the
+            # load is set against their mean: on these machines the speed of a core drifts by
+            # 20 % within minutes (and by more within seconds), so each ratio uses its
+            # neighbours.
             loads = {
                 "b": ("(b) API, no storage", "bench.ingest:discard_app"),
                 "c": ("(c) API + S3 PUT + registry", "ingest_api.main:create_app"),
@@ -246,9 +257,10 @@ def main() -> None:
             for _ in range(args.rounds):
                 for label, factory in (loads[part] for part in args.parts.split(",")):
                     for workers in worker_counts:
-                        ceil = ceiling(settings, bodies, 3.0)
+                        before = ceiling(settings, bodies, 3.0)
                         with serving(settings, factory, workers) as url:
                             load = wrk_load(url, key, bodies_dir, args.seconds, args.connections)
+                        ceil = (before + ceiling(settings, bodies, 3.0)) / 2
                         runs.setdefault((label, workers), []).append((ceil, load))
             with Registry(settings, max_size=1) as reg:
                 objects = reg.counts()["pending"]
