@@ -9,6 +9,9 @@
                serialization and gzip, with nothing written.
 (c) landing  — the app as deployed: every request PUTs its raw object to SeaweedFS and
                registers it in PostgreSQL before its 202.
+(i) in-process — the (b) app called as ASGI in the bench's process, no HTTP and no load
+               generator, each request followed by the ceiling's work on the same body: the
+               app's own cost against the ceiling, robust to the core's drift (`in_process`).
 
 `--rounds N` repeats the whole set of loads N times and prints each row's median (these
 machines drift by 20 % within minutes).
@@ -17,8 +20,8 @@ Load comes from `wrk` (Debian's package; `make bench` installs it) in its own pr
 loopback: 100-event gzip batches cycled from 50 bodies, 16 connections, one wrk thread.
 The bench starts its own private stack (SeaweedFS, a PostgreSQL database, the API) and removes
 it after.
-Usage: `python bench/ingest.py [--seconds 10] [--connections 16] [--workers 1,2] [--parts b,c]
-[--rounds 1]`.
+Usage: `python bench/ingest.py [--seconds 10] [--connections 16] [--workers 1,2]
+[--parts i,b,c] [--rounds 1]`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import asyncio
 import contextlib
 import gzip
 import json
+import logging
 import os
 import shutil
 import statistics
@@ -47,6 +51,7 @@ from fastapi import FastAPI
 from ingest_api.batches import validate_batch
 from ingest_api.deps import settle_heap
 from ingest_api.landing import prepare
+from ingest_api.log import LOGGER
 from ingest_api.main import create_app
 from ingest_api.tokenize import Tokenizer
 from lake_config.registry import AsyncRegistrar, Registry, drop_database
@@ -131,14 +136,15 @@ class DiscardRegistrar:
         await self._registrar.close()
 
 
-def discard_app() -> FastAPI:
-    """`create_app()` with storage left out (served as the factory `bench.ingest:discard_app`).
+def discard_app(settings: Settings | None = None) -> FastAPI:
+    """`create_app(settings)` with storage left out (served as the factory
+    `bench.ingest:discard_app`, and driven in-process by (i)).
 
     The app's own lifespan opens its clients, then the store and the registrar are swapped on
     `app.state`: `dependency_overrides` would cost FastAPI a signature inspection
     per request, which the deployed app does not pay.
     """
-    app = create_app()
+    app = create_app(settings)
     opened = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
@@ -184,6 +190,77 @@ def ceiling(settings: Settings, bodies: list[bytes], seconds: float) -> float:
     return done / (time.perf_counter() - started)
 
 
+def in_process(
+    settings: Settings, key: str, bodies: list[bytes], seconds: float, log: Path
+) -> tuple[float, float]:
+    """(i): the (b) app called as ASGI in this process, without HTTP, alternating request by
+    request with the ceiling's own work on the same body: (µs per request, µs per batch).
+
+    Each request and each ceiling batch run back to back, so a drift of the core's speed
+    touches both alike: the ratio of the two sums holds where the loads' figures wander.
+    """
+    app = discard_app(settings)
+    tokenizer = Tokenizer.for_settings(settings)
+    gzipped = [gzip.compress(b, compresslevel=5) for b in bodies]
+    auth = b"Bearer " + key.encode()
+    now = datetime.now(UTC)
+
+    async def request(body: bytes) -> None:
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+        status: list[int] = []
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop() if messages else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": "POST", "scheme": "http", "path": "/v1/events",
+            "raw_path": b"/v1/events", "query_string": b"", "root_path": "",
+            "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000),
+            "headers": [
+                (b"host", b"127.0.0.1:8000"), (b"authorization", auth),
+                (b"content-encoding", b"gzip"), (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }  # fmt: skip
+        await app(scope, receive, send)  # type: ignore[arg-type]
+        if status != [202]:
+            raise RuntimeError(f"in-process request answered {status}")
+
+    async def run() -> tuple[float, float]:
+        app_s = ceiling_s = 0.0
+        n = 0
+        async with app.router.lifespan_context(app):
+            for body in gzipped[:5]:  # warm up: key lookup, first-call caches
+                await request(body)
+            started = time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                for body, raw in zip(gzipped, bodies, strict=True):
+                    t0 = time.perf_counter()
+                    await request(body)
+                    t1 = time.perf_counter()
+                    batch = validate_batch(raw, settings, tokenizer)
+                    prepare(batch, batch_id=uuid.uuid4(), source="bench", received_at=now)
+                    app_s += t1 - t0
+                    ceiling_s += time.perf_counter() - t1
+                    n += 1
+        return app_s / n * 1e6, ceiling_s / n * 1e6
+
+    # The request log lines go to a file, as a served worker's go to its log.
+    handler = logging.getLogger(LOGGER).handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    with log.open("a") as stream:
+        previous = handler.setStream(stream)
+        try:
+            return asyncio.run(run())
+        finally:
+            handler.setStream(previous)
+
+
 @contextlib.contextmanager
 def serving(settings: Settings, factory: str, workers: int) -> Iterator[str]:
     """The stack's own API service running `factory` with `workers` processes; yields its URL."""
@@ -224,14 +301,20 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--workers", default="1,2", help="comma-separated worker counts")
-    ap.add_argument("--parts", default="b,c", help="which loads: b (no storage), c (landing)")
+    ap.add_argument(
+        "--parts",
+        default="i,b,c",
+        help="which: i (in-process, no HTTP), b (no storage), c (landing)",
+    )
     ap.add_argument("--rounds", type=int, default=1, help="repeat the set; rows print medians")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/ingest.py needs wrk: `make bench` installs it (apt-get install wrk)")
     worker_counts = [int(w) for w in args.workers.split(",")]
+    parts = args.parts.split(",")
 
     runs: dict[tuple[str, int], list[tuple[float, dict[str, Any]]]] = {}
+    inprocess: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory(prefix="tlake-bench-") as home:
         # No per-key rate limit: the bench measures throughput (16 connections < max_inflight 64).
         settings = stack.private_settings(Path(home), rate_limit_events_per_s=0, spark_remote="")
@@ -255,7 +338,10 @@ def main() -> None:
                 "c": ("(c) API + S3 PUT + registry", "ingest_api.main:create_app"),
             }
             for _ in range(args.rounds):
-                for label, factory in (loads[part] for part in args.parts.split(",")):
+                if "i" in parts:
+                    log = Path(home) / "in-process.log"
+                    inprocess.append(in_process(settings, key, bodies, args.seconds, log))
+                for label, factory in (loads[part] for part in parts if part in loads):
                     for workers in worker_counts:
                         before = ceiling(settings, bodies, 3.0)
                         with serving(settings, factory, workers) as url:
@@ -270,7 +356,18 @@ def main() -> None:
 
     print(f"ingest benchmark (100-event batches, {args.connections} connections, wrk)")
     print(f"  batch size      {raw_bytes / 1024:.1f} KiB JSON, {gz_bytes / 1024:.1f} KiB gzip")
+    if inprocess:
+        ratios = [ceil / app for app, ceil in inprocess]
+        app, ceil = inprocess[ratios.index(statistics.median_low(ratios))]
+        spread = f" (rounds {min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
+        print(
+            f"  (i) app in-process, no HTTP: {app:,.0f} us per request against the ceiling's "
+            f"{ceil:,.0f} us per batch, alternating = {statistics.median_low(ratios):.2f} x "
+            f"ceiling{spread}"
+        )
     ceilings = [ceil for measured in runs.values() for ceil, _ in measured]
+    if not ceilings:
+        return
     print(
         f"  (a) ceiling  {statistics.median(ceilings):>9,.0f} events/s, one core "
         f"(validate+tokenize+serialize+gzip; {min(ceilings):,.0f}-{max(ceilings):,.0f} in this run)"

@@ -41,8 +41,9 @@ IDEMPOTENCY_PARAMETER: dict[str, Any] = {
 
 
 class IngestRoute(APIRoute):
-    """The route class of the ingest routes: FastAPI documents them (OpenAPI, `scope["route"]`
-    for the metrics) but calls the endpoint itself, `endpoint(request) -> Response`.
+    """The route class of the ingest routes: FastAPI documents them (OpenAPI), `edge.Edge`
+    answers them with `endpoint(request) -> Response`, and so does FastAPI when its router
+    matches them (under a `root_path`, or with its OpenTelemetry on).
 
     An ingest endpoint declares nothing for FastAPI to resolve: it reads its own body and key
     (`ingest`, `deps.write_intake`). FastAPI's handler would still solve an empty dependency
