@@ -14,8 +14,9 @@ then answered here: its endpoint is awaited with a `Request`, an exception it ra
 the answer of the app's handler for it, and the response is sent. Any other request goes on
 through FastAPI's stack (exception middleware, router, dependencies) as usual. The ingest
 endpoints resolve no dependency and take no path parameter (`IngestRoute` refuses both), so
-the router's matching, exit stacks and exception wrappers did nothing for them but cost time:
-~0.25 M interpreted instructions of a 100-event request's ~14 (bench/ingest.py, README).
+the router's matching, exit stacks and exception wrappers did nothing for them but cost time
+(with the changes made alongside, 0.3 M of a 100-event request's 14.2 M instructions and
+0.74-0.77 x -> 0.79-0.82 x the ceiling in-process: bench/ingest.py, README).
 
 Ingest routes are matched by exact method and path (their routers are included without a
 prefix, so FastAPI serves them at the same paths); under a `root_path`, or when FastAPI's
@@ -74,9 +75,11 @@ class Edge:
             for method in route.methods or ()
         }
         # Each handler as a coroutine function (Starlette runs a plain one in the threadpool).
+        # One for 500 or Exception is the server-error layer's, above this one, as in FastAPI.
         self.handlers: Mapping[Any, AsyncHandler] = {
             key: handler if inspect.iscoroutinefunction(handler) else _in_thread(handler)
             for key, handler in site.exception_handlers.items()
+            if key not in (500, Exception)
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -108,7 +111,9 @@ class Edge:
                     if route is None:
                         await self.app(scope, receive, send_and_record)
                     else:
-                        status = await self._ingest(route, scope, receive, send)
+                        response = await self._answer(route, scope, receive, send)
+                        status = response.status_code
+                        await response(scope, receive, send)
                 finally:
                     self.inflight -= 1
                     self.metrics.inflight.dec()
@@ -135,9 +140,11 @@ class Edge:
         await response(scope, receive, send)
         return response.status_code
 
-    async def _ingest(self, route: IngestRoute, scope: Scope, receive: Receive, send: Send) -> int:
-        """Answer with the route's endpoint, or with the app's handler of what it raised (an
-        exception without one goes up to the server-error layer: 500). Returns the status."""
+    async def _answer(
+        self, route: IngestRoute, scope: Scope, receive: Receive, send: Send
+    ) -> Response:
+        """The route's endpoint's answer, or the app's handler's for what it raised (an
+        exception without one goes up to the server-error layer: 500)."""
         scope["route"] = route
         scope["endpoint"] = route.endpoint
         scope["path_params"] = {}
@@ -149,8 +156,7 @@ class Edge:
             if handler is None:
                 raise
             response = await handler(request, exc)
-        await response(scope, receive, send)
-        return response.status_code
+        return response
 
     def _handler_for(self, exc: Exception) -> AsyncHandler | None:
         """The app's handler for `exc`, looked up as Starlette's exception middleware does: by

@@ -98,9 +98,9 @@ def make_app(metrics: IngestMetrics) -> FastAPI:
     return app
 
 
-def post(app: FastAPI, path: str, **kwargs: Any) -> httpx.Response:
+def post(app: FastAPI, path: str, *, reraised: bool = False, **kwargs: Any) -> httpx.Response:
     async def run() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=reraised)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             return await client.post(path, **kwargs)
 
@@ -232,3 +232,21 @@ def test_the_apps_ingest_routes_are_served_at_the_paths_the_edge_answers() -> No
     )
     for method, path in layer.routes:
         assert method.lower() in documented[path], (method, path)
+
+
+def test_a_handler_for_exception_stays_with_the_server_error_layer() -> None:
+    """As in FastAPI: a handler registered for Exception (or 500) answers from the outermost
+    layer, which then re-raises for the server to log; the edge does not answer with it."""
+    app = make_app(IngestMetrics())
+
+    async def on_any(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse("server error handler", status_code=500)
+
+    app.add_exception_handler(Exception, on_any)
+
+    response = post(app, "/v1/broken")
+    with pytest.raises(ZeroDivisionError):
+        post(app, "/v1/broken", reraised=True)
+
+    assert (response.status_code, response.text) == (500, "server error handler")
+    assert post(app, "/v1/refused").status_code == 429  # the IngestError handler still answers
