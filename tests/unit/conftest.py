@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
+from typing import Any
 
+import orjson
 import pytest
 from pyspark.sql import SparkSession
 
+from ingest_api.log import REQUEST_LOGGER, JsonFormatter
 from lake_config.settings import get_settings
 
 
@@ -45,3 +49,28 @@ def spark(sail_remote: str) -> Iterator[SparkSession]:
     session.conf.set("spark.sql.session.timeZone", "UTC")
     yield session
     session.stop()
+
+
+class _ListHandler(logging.Handler):
+    """Keeps each record as the JSON document the API's formatter writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(JsonFormatter())
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(orjson.loads(self.format(record)))
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[dict[str, Any]]]:
+    """The ingest API's request log lines written during the test, parsed."""
+    handler = _ListHandler()
+    logger = logging.getLogger(REQUEST_LOGGER)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler.lines
+    finally:
+        logger.removeHandler(handler)

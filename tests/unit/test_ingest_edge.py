@@ -4,8 +4,6 @@ same metrics and log line as any request; everything else passed on to FastAPI."
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,33 +17,11 @@ from starlette.types import Receive, Scope, Send
 from ingest_api import errors
 from ingest_api.edge import Edge
 from ingest_api.intake import IngestRoute
-from ingest_api.log import REQUEST_LOGGER, JsonFormatter, log_fields
+from ingest_api.log import log_fields
 from ingest_api.main import create_app
 from ingest_api.metrics import IngestMetrics
 from ingest_api.responses import JsonResponse
 from lake_config.settings import Settings
-
-
-class ListHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.setFormatter(JsonFormatter())
-        self.lines: list[dict[str, Any]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(orjson.loads(self.format(record)))
-
-
-@pytest.fixture
-def log_lines() -> Iterator[list[dict[str, Any]]]:
-    handler = ListHandler()
-    logger = logging.getLogger(REQUEST_LOGGER)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler.lines
-    finally:
-        logger.removeHandler(handler)
 
 
 async def ingest_ok(request: Request) -> Response:
