@@ -39,12 +39,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ingest_api.errors import OverloadedError
+from ingest_api.errors import OverloadedError, handle_ingest_error
 from ingest_api.intake import IngestRoute
 from ingest_api.limits import INGEST_PREFIX
 from ingest_api.log import FIELDS, REQUEST_LOGGER
 from ingest_api.metrics import IngestMetrics, request_outcome
-from ingest_api.responses import JsonResponse
 
 AsyncHandler = Callable[[Request, Exception], Awaitable[Response]]
 
@@ -102,7 +101,7 @@ class Edge:
             if not path.startswith(INGEST_PREFIX):
                 await self.app(scope, receive, send_and_record)
             elif self.limit and self.inflight >= self.limit:
-                status = await self._refuse(scope, receive, send, fields)
+                status = await self._refuse(scope, receive, send)
             else:
                 self.inflight += 1
                 self.metrics.inflight.inc()
@@ -128,15 +127,13 @@ class Edge:
             return None
         return self.routes.get((scope["method"], scope["path"]))
 
-    async def _refuse(
-        self, scope: Scope, receive: Receive, send: Send, fields: dict[str, Any]
-    ) -> int:
-        """503 `overloaded` with `Retry-After: 1`, before the body is read."""
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """503 `overloaded` with `Retry-After: 1`, before the body is read (answered and logged
+        by the one handler of the error family)."""
         error = OverloadedError(
             f"more than max_inflight_requests={self.limit} requests in flight; retry after 1 s"
         )
-        fields["error"] = error.code
-        response = JsonResponse(error.body(), status_code=error.status, headers=error.headers)
+        response = await handle_ingest_error(Request(scope, receive, send), error)
         await response(scope, receive, send)
         return response.status_code
 

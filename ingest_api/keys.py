@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from fastapi.security.utils import get_authorization_scheme_param
+
 from ingest_api.errors import InvalidApiKeyError, MissingApiKeyError
 from lake_config.registry import ApiKey, hash_key
 
@@ -25,10 +27,9 @@ _E = TypeVar("_E")
 
 def bearer_secret(authorization: str | None) -> str | None:
     """The credentials of an `Authorization: Bearer <key>` header, None without one (another
-    scheme, or no credentials): what FastAPI's `HTTPBearer(auto_error=False)` reads, without
-    building its credentials model on every ingest request."""
-    scheme, _, param = (authorization or "").partition(" ")
-    param = param.strip()
+    scheme, or no credentials): what FastAPI's `HTTPBearer(auto_error=False)` reads, parsed by
+    the same function, without building its credentials model on every ingest request."""
+    scheme, param = get_authorization_scheme_param(authorization)
     if scheme.lower() != "bearer" or not param:
         return None
     return param

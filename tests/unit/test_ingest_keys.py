@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ingest_api.keys import KeyCache
+from ingest_api.keys import KeyCache, bearer_secret
 from lake_config.registry import ApiKey
 
 KEY = ApiKey(key_id="k1", source="mobile", scope="write")
@@ -72,3 +72,12 @@ def test_expired_entries_make_room_first() -> None:
     assert cache.get("a") == (True, KEY)
     assert cache.get("b") == (True, KEY)
     assert len(cache._live) == 2
+
+
+def test_bearer_secret_reads_what_httpbearer_reads() -> None:
+    assert bearer_secret("Bearer tlk_key") == "tlk_key"
+    assert bearer_secret("bearer  tlk_key ") == "tlk_key"  # scheme in any case, spaces trimmed
+    assert bearer_secret("Basic dGxrX2tleTo=") is None
+    assert bearer_secret("Bearer ") is None
+    assert bearer_secret("") is None
+    assert bearer_secret(None) is None
