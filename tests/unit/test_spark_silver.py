@@ -248,10 +248,9 @@ def test_fields_the_schema_does_not_know_yet_are_rescued_not_lost(spark: SparkSe
         locale="pt-BR",  # a new top-level field
         consent={"ads": False},  # a new section
     )
-    rows, quarantine = _silver(
-        spark,
-        _bronze(spark, (newer, "k1", 0, RECEIVED), (_event(event_id="e2"), "k1", 1, RECEIVED)),
-    )
+    bronze = _bronze(spark, (newer, "k1", 0, RECEIVED), (_event(event_id="e2"), "k1", 1, RECEIVED))
+    # A newer client's version: silver reads what mobile/1 declares and rescues the rest.
+    rows, quarantine = _silver(spark, bronze.withColumn("schema_version", F.lit("mobile/2")))
 
     by_id = {r["event_id"]: r for r in rows.collect()}
     assert by_id["e2"]["rescued_json"] is None
@@ -260,7 +259,43 @@ def test_fields_the_schema_does_not_know_yet_are_rescued_not_lost(spark: SparkSe
         "app": {"build": "812"},
     }
     assert by_id["e1"]["app_name"] == "shop"
+    assert by_id["e1"]["schema_version"] == "mobile/2"
     assert quarantine.count() == 0
+    # A version silver reads in full is not looked through: the API refuses any field it does
+    # not declare (test below), so such a row has nothing to rescue, and bronze keeps its text.
+    rows, _ = _silver(spark, bronze)
+    assert {r["event_id"]: r["rescued_json"] for r in rows.collect()} == {"e1": None, "e2": None}
+
+
+def _resolved(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema node with its `$ref` (or the object branch of an optional's anyOf) resolved."""
+    if "$ref" in schema:
+        return _resolved(defs[schema["$ref"].rsplit("/", 1)[1]], defs)
+    for branch in schema.get("anyOf", ()):
+        if branch.get("type") != "null":
+            return _resolved(branch, defs)
+    return schema
+
+
+@pytest.mark.parametrize("version", device_events.READ_IN_FULL)
+def test_a_version_read_in_full_declares_nothing_silver_does_not_read(version: str) -> None:
+    """The contract that lets silver skip the rescue for these versions, checked against the
+    API's own schema: no field beyond what silver reads, and none accepted undeclared."""
+    from ingest_api.schemas import SCHEMAS
+    from lake_config.tables import SOURCES
+
+    event = SCHEMAS[version].adapter.json_schema()
+    defs = event.get("$defs", {})
+    assert event["additionalProperties"] is False
+    assert set(event["properties"]) <= set(device_events.KNOWN_FIELDS)
+    family = version.split("/")[0]
+    kept_whole = {s.section for s in SOURCES if s.family == family}  # into details_json
+    assert set(event["properties"]) & {s.section for s in SOURCES} <= kept_whole
+    for name, known in device_events.KNOWN_SECTION_FIELDS.items():
+        if name in event["properties"]:
+            section = _resolved(event["properties"][name], defs)
+            assert section["additionalProperties"] is False, (version, name)
+            assert set(section["properties"]) <= set(known), (version, name)
 
 
 def test_the_rescue_lists_match_what_silver_parses(spark: SparkSession) -> None:
