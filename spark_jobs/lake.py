@@ -211,9 +211,19 @@ def key_dates(object_keys: Sequence[str]) -> list[date] | None:
     return sorted(found)
 
 
-def key_date_column(object_key: Column) -> Column:
-    """The `dt=` date of a raw object key column, null when the key has none."""
+def key_date_differs(object_key: Column, day: Column) -> Column:
+    """Whether a raw object key column names a `dt=` day other than the date column `day`
+    (false for a key without `dt=`): two substring searches per row, where parsing the key's
+    date out of every line with a regular expression cost Sail 1.5-2.5 s per million lines.
+    A `dt=` that is not a date is never `day`, so it differs."""
     from pyspark.sql import functions as F
 
-    text = F.regexp_extract(object_key, _KEY_DATE.pattern, 1)
-    return F.when(text != "", F.to_date(text))
+    named = F.concat(F.lit("/dt="), day.cast("string"), F.lit("/"))
+    return object_key.contains("/dt=") & ~object_key.contains(named)
+
+
+def key_date_text(object_key: Column) -> Column:
+    """What follows the first `/dt=` of a raw object key column, up to the next `/`."""
+    from pyspark.sql import functions as F
+
+    return F.substring_index(F.substring_index(object_key, "/dt=", -1), "/", 1)

@@ -89,8 +89,7 @@ def classify(lines_df: DataFrame, run_id: str) -> DataFrame:
     }
     malformed = functools.reduce(operator.or_, invalid.values())
     ingest_date = F.to_date(F.col("received_ts"))
-    key_date = lake.key_date_column(F.col("object_key"))
-    key_mismatch = key_date.isNotNull() & (key_date != ingest_date)
+    key_mismatch = lake.key_date_differs(F.col("object_key"), ingest_date)
     rule = F.when(malformed, F.lit(RULE_MALFORMED)).when(key_mismatch, F.lit(RULE_KEY_DATE))
     reason = F.when(
         malformed,
@@ -104,7 +103,7 @@ def classify(lines_df: DataFrame, run_id: str) -> DataFrame:
             F.lit("received_at date "),
             ingest_date.cast("string"),
             F.lit(" differs from the object key's dt="),
-            key_date.cast("string"),
+            lake.key_date_text(F.col("object_key")),
         ),
     )
     return parsed.select(

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from lake_config.tables import BRONZE_EVENTS, QUARANTINE_EVENTS
@@ -173,3 +174,24 @@ def test_a_key_without_a_date_is_not_checked_against_received_at(spark: SparkSes
         ("raw/test/a.jsonl.gz", date(2024, 5, 1))
     ]
     assert quarantine.count() == 0
+
+
+def test_a_key_date_differs_only_when_the_key_names_another_day(spark: SparkSession) -> None:
+    from spark_jobs import lake
+
+    rows = spark.createDataFrame(
+        [
+            ("raw/source=m/dt=2024-05-01/hour=10/a.gz", False, "2024-05-01"),
+            ("raw/source=m/dt=2024-05-02/hour=00/a.gz", True, "2024-05-02"),
+            ("raw/source=m/hour=10/a.gz", False, None),  # no dt=: nothing to compare
+            ("raw/source=m/dt=yesterday/a.gz", True, "yesterday"),  # not a date: never the day
+            ("raw/source=m/dt=2024-05-01", True, "2024-05-01"),  # not a `/dt=<day>/` segment
+        ],
+        "key string, differs boolean, text string",
+    )
+    got = rows.select(
+        "key",
+        lake.key_date_differs(F.col("key"), F.lit(date(2024, 5, 1))).alias("differs"),
+        F.when(F.col("key").contains("/dt="), lake.key_date_text(F.col("key"))).alias("text"),
+    )
+    assert sorted(got.collect()) == sorted(rows.collect())
