@@ -84,6 +84,7 @@ def merge(
     update: bool = False,
     assignments: Mapping[str, str] | None = None,
     prune: Mapping[str, Iterable[date]] | None = None,
+    filtered: bool = True,
 ) -> int:
     """MERGE `source` into `table` on its merge keys; returns the rows inserted or updated.
 
@@ -98,6 +99,8 @@ def merge(
     day of 2M took 4.0-4.7 s, the key check (a semi join reading only the table's key
     columns) 0.45 s and the append 1.8 s. So under the commit lock the keys are checked first,
     and the MERGE runs only when some are there already (a re-run, a resent event).
+    `filtered=False` tells, as for `append`, that `source`'s filters drop no row: that append
+    then goes without the barrier below.
     """
     ensure_created(spark, settings, table)
     view = f"tlake_merge_source_{table.sql_name}"
@@ -131,7 +134,8 @@ def merge(
         if not update and not _any_key_present(spark, settings, table, source, pruned):
             inserted = spark.table(view).count()
             if inserted:
-                _write_appended(spark.table(view), settings, table)
+                rows = spark.table(view) if filtered else conform(source, table)
+                _write_appended(rows, settings, table)
             spark.catalog.dropTempView(view)
             return inserted
         rows = spark.sql(statement).collect()

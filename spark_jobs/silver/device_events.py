@@ -433,8 +433,14 @@ def load(
     rows, quarantine = split(classified)
     written = quarantined = 0
     if dates:
+        accepted = sum(int(r["n"]) for r in stats if r["accepted"])
         written = lake.merge(
-            spark, settings, SILVER_DEVICE_EVENTS, rows, prune={"event_date": dates}
+            spark,
+            settings,
+            SILVER_DEVICE_EVENTS,
+            rows,
+            prune={"event_date": dates},
+            filtered=accepted < rows_in,
         )
     if broken:
         quarantined = lake.merge(spark, settings, QUARANTINE_EVENTS, quarantine)

@@ -89,3 +89,19 @@ def test_a_key_outside_the_pruned_partitions_does_not_count_as_present(
     assert _operations(settings, table)[0] == "WRITE"
     found = spark.read.format("delta").load(table_uri(settings, table)).collect()
     assert sorted((r["k"], r["v"]) for r in found) == [("a", "day 1"), ("a", "day 2")]
+
+
+def test_a_source_whose_filters_drop_nothing_is_appended_as_it_is(
+    settings: Settings, spark: SparkSession
+) -> None:
+    table = _table()
+    source = spark.createDataFrame([("a", "x", D1), ("b", "y", D1)], table.ddl)
+
+    assert lake.merge(spark, settings, table, source, prune={"d": [D1]}, filtered=False) == 2
+    assert _operations(settings, table)[0] == "WRITE"
+    # A filter that drops a row breaking NOT NULL: the default keeps Sail's early check off it.
+    dropped = spark.createDataFrame(
+        [("c", "z", D1), (None, "no key", D1)], "k string, v string, d date"
+    ).where("k is not null")
+    assert lake.merge(spark, settings, table, dropped, prune={"d": [D1]}) == 1
+    assert _rows(spark, settings, table) == {"a": ("x", D1), "b": ("y", D1), "c": ("z", D1)}
