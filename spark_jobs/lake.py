@@ -134,8 +134,8 @@ def merge(
         if not update and not _any_key_present(spark, settings, table, source, pruned):
             inserted = spark.table(view).count()
             if inserted:
-                rows = spark.table(view) if filtered else conform(source, table)
-                _write_appended(rows, settings, table)
+                appended = spark.table(view) if filtered else conform(source, table)
+                _write_appended(appended, settings, table)
             spark.catalog.dropTempView(view)
             return inserted
         rows = spark.sql(statement).collect()
