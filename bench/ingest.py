@@ -296,6 +296,14 @@ def wrk_load(url: str, key: str, bodies_dir: Path, seconds: float, conns: int) -
     }
 
 
+def median_round(ratios: list[float]) -> tuple[int, float, str]:
+    """Which round of a part to print: the index of the median one (the lower middle, so a
+    round that was measured), its ratio, and the spread of all rounds (empty for one)."""
+    median = statistics.median_low(ratios)
+    spread = f" (rounds {min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
+    return ratios.index(median), median, spread
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -357,13 +365,11 @@ def main() -> None:
     print(f"ingest benchmark (100-event batches, {args.connections} connections, wrk)")
     print(f"  batch size      {raw_bytes / 1024:.1f} KiB JSON, {gz_bytes / 1024:.1f} KiB gzip")
     if inprocess:
-        ratios = [ceil / app for app, ceil in inprocess]
-        app, ceil = inprocess[ratios.index(statistics.median_low(ratios))]
-        spread = f" (rounds {min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
+        i, median, spread = median_round([ceil / app for app, ceil in inprocess])
+        app, ceil = inprocess[i]
         print(
             f"  (i) app in-process, no HTTP: {app:,.0f} us per request against the ceiling's "
-            f"{ceil:,.0f} us per batch, alternating = {statistics.median_low(ratios):.2f} x "
-            f"ceiling{spread}"
+            f"{ceil:,.0f} us per batch, alternating = {median:.2f} x ceiling{spread}"
         )
     ceilings = [ceil for measured in runs.values() for ceil, _ in measured]
     if not ceilings:
@@ -373,12 +379,13 @@ def main() -> None:
         f"(validate+tokenize+serialize+gzip; {min(ceilings):,.0f}-{max(ceilings):,.0f} in this run)"
     )
     for (label, workers), measured in runs.items():
-        ratios = [r["events_per_s"] / workers / ceil for ceil, r in measured]
-        ceil, r = measured[ratios.index(statistics.median_low(ratios))]
-        spread = f" (rounds {min(ratios):.2f}-{max(ratios):.2f})" if len(measured) > 1 else ""
+        i, median, spread = median_round(
+            [r["events_per_s"] / workers / ceil for ceil, r in measured]
+        )
+        ceil, r = measured[i]
         print(
             f"  {label:<28} {workers} worker(s): {r['events_per_s']:>9,.0f} events/s "
-            f"= {statistics.median_low(ratios):.2f} x ceiling per worker{spread} "
+            f"= {median:.2f} x ceiling per worker{spread} "
             f"(ceiling {ceil:,.0f}); p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; "
             f"{r['requests']} requests {r['statuses']}"
             + (f", {r['socket_errors']} socket errors" if r["socket_errors"] else "")
