@@ -7,8 +7,10 @@
                object store and the batch registrar are no-ops (`discard_app` below),
                keys still come from PostgreSQL. HTTP, auth, limits, body, validation, tokens,
                serialization and gzip, with nothing written.
-(c) landing  — the app as deployed: every request PUTs its raw object to SeaweedFS and
-               registers it in PostgreSQL before its 202.
+(c) landing  — the app as deployed: every request's events are PUT to SeaweedFS and
+               registered in PostgreSQL before its 202 (in group-commit rounds: the batches
+               that arrive while a round is written share the next round's object; the run
+               prints how many objects it registered).
 (i) in-process — the (b) app called as ASGI in the bench's process, no HTTP and no load
                generator, each request followed by the ceiling's work on the same body: the
                app's own cost against the ceiling, robust to the core's drift (`in_process`).

@@ -31,6 +31,7 @@ from ingest_api.errors import (
     MissingApiKeyError,
     RegistryUnavailableError,
 )
+from ingest_api.groupcommit import GroupCommit
 from ingest_api.keys import MAX_KEY_CHARS, KeyCache, bearer_secret, segment_secret
 from ingest_api.log import log_fields
 from ingest_api.tokenize import Tokenizer
@@ -75,12 +76,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Registering landed batches is awaited on this loop (psycopg's async pool): no thread.
     app.state.registrar = AsyncRegistrar(settings)
     await app.state.registrar.open()
+    app.state.committer = GroupCommit(
+        lambda: (app.state.store, app.state.registrar),
+        max_events=settings.group_commit_max_events,
+        on_round=app.state.metrics.observe_round,
+    )
     app.state.key_cache = KeyCache()
     app.state.tokenizer = Tokenizer.for_settings(settings)
     settle_heap()
     try:
         yield
     finally:
+        await app.state.committer.close()
         await app.state.registrar.close()
         app.state.analytics_db.close()
         app.state.registry.close()

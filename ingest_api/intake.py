@@ -23,6 +23,7 @@ from ingest_api.batches import ValidatedBatch
 from ingest_api.body import BodyTimeouts, content_coding, decode_body, read_body
 from ingest_api.deps import Intake
 from ingest_api.errors import IdempotencyKeyInProgressError, ServiceUnavailableError
+from ingest_api.groupcommit import GroupCommit
 from ingest_api.landing import prepare, put_objects_async, register_async
 from ingest_api.log import log_fields
 from ingest_api.responses import JsonResponse
@@ -82,7 +83,7 @@ def receipt(batch: ValidatedBatch, batch_id: UUID, object_key: str | None) -> di
 
 async def ingest(request: Request, intake: Intake, *, validate: Validate) -> Response:
     """Read, validate and land one request; 202 when an event was accepted, else 422."""
-    key, settings, store, registry = intake.key, intake.settings, intake.store, intake.registry
+    key, settings, registry = intake.key, intake.settings, intake.registry
     received_at = datetime.now(UTC)
     idem_key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
     coding = content_coding(request.headers.get("content-encoding"))
@@ -121,30 +122,48 @@ async def ingest(request: Request, intake: Intake, *, validate: Validate) -> Res
             batch = validate(body, received_at=owned.received_at)
         batch_id, received_at = owned.batch_id, owned.received_at
     log_fields(request)["batch_id"] = str(batch_id)
-
-    # Serializing and gzipping is CPU work: done here on the loop, not in a thread (landing.py).
-    prepared = prepare(batch, batch_id=batch_id, source=key.source, received_at=received_at)
-    answer = receipt(batch, batch_id, prepared.landing.object_key)
     status = 202 if batch.accepted else 422
-    first = (
-        None
-        if owned is None
-        else partial(idempotency.complete_async, owned=owned, status_code=status, body=answer)
-    )
-    registrar: AsyncRegistrar = request.app.state.registrar
-    try:
-        await put_objects_async(store, prepared, if_absent=owned is not None)
-        await register_async(registrar, prepared, first=first)
-    except ServiceUnavailableError:
-        if owned is not None:
-            await run_in_threadpool(idempotency.release, registry, owned)
-        raise
-    except idempotency.ClaimLostError as exc:
-        raise IdempotencyKeyInProgressError(
-            "a request with this Idempotency-Key is in progress; retry shortly"
-        ) from exc
+    if owned is None:
+        # Landed with the worker's other batches of the moment (one object, one commit).
+        committer: GroupCommit = request.app.state.committer
+        landing = await committer.land(
+            batch, batch_id=batch_id, source=key.source, received_at=received_at
+        )
+        answer = receipt(batch, batch_id, landing.object_key)
+    else:
+        answer = await _land_idempotent(request, intake, batch, owned, status)
     log_fields(request).update(accepted=len(batch.accepted), rejected=len(batch.rejected))
     request.app.state.metrics.observe_batch(
         len(batch.accepted), (r.reasons for r in batch.rejected)
     )
     return JsonResponse(answer, status_code=status)
+
+
+async def _land_idempotent(
+    request: Request,
+    intake: Intake,
+    batch: ValidatedBatch,
+    owned: idempotency.Claim,
+    status: int,
+) -> dict[str, Any]:
+    """Land an idempotent request alone, under its key's batch id: its objects are the same
+    bytes on every attempt (PUT if absent), and its answer is stored in the registration's
+    transaction. The claim is released when nothing was acknowledged."""
+    # Serializing and gzipping is CPU work: done here on the loop, not in a thread (landing.py).
+    prepared = prepare(
+        batch, batch_id=owned.batch_id, source=intake.key.source, received_at=owned.received_at
+    )
+    answer = receipt(batch, owned.batch_id, prepared.landing.object_key)
+    first = partial(idempotency.complete_async, owned=owned, status_code=status, body=answer)
+    registrar: AsyncRegistrar = request.app.state.registrar
+    try:
+        await put_objects_async(intake.store, prepared, if_absent=True)
+        await register_async(registrar, prepared, first=first)
+    except ServiceUnavailableError:
+        await run_in_threadpool(idempotency.release, intake.registry, owned)
+        raise
+    except idempotency.ClaimLostError as exc:
+        raise IdempotencyKeyInProgressError(
+            "a request with this Idempotency-Key is in progress; retry shortly"
+        ) from exc
+    return answer

@@ -6,11 +6,14 @@ Order is what makes a 202 safe to trust and a retry safe to send:
 2. register the raw object and the quarantine rows in ONE registry transaction;
 3. only then does the route answer 202 (or 422 when nothing was accepted).
 
-If a PUT or the registration fails, the client gets 503 and nothing is acknowledged. An object
-PUT before a failed registration stays in the bucket unregistered: bronze reads registered
-objects only, so the retried batch (with a new batch_id) is not counted twice.
+If a PUT or the registration fails, the client (every client of a group) gets 503 and nothing
+is acknowledged. An object PUT before a failed registration stays in the bucket unregistered
+until `tlake reconcile` adopts it; the retried batch (a new batch_id) then lands its events a
+second time, and silver keeps each event_id once.
 
-Object formats are those of docs/CONTRACTS.md. `land` does it all, blocking (the MQTT bridge,
+Object formats are those of docs/CONTRACTS.md; `prepare_group` writes several batches of one
+source and hour as one object of each kind and one registration (`ingest_api.groupcommit`), and
+a group of one is exactly a batch landed alone. `land` does it all, blocking (the MQTT bridge,
 quarantine replay). The API takes the same three steps apart so that no thread runs its CPU
 work and nothing blocks its loop: `prepare` (serialize and gzip, on the event loop),
 `put_objects_async` (the PUTs, on obstore's runtime), then `register_async` (psycopg's async
@@ -59,13 +62,27 @@ class Landing:
 
 
 @dataclass(frozen=True)
-class Prepared:
-    """A batch ready to write: each object's key and gzip bytes, and its registry rows."""
+class Part:
+    """One batch of a group landed together (`ingest_api.groupcommit`)."""
 
-    landing: Landing
+    batch: ValidatedBatch
+    batch_id: UUID
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Batches ready to write: each object's key and gzip bytes, and their registry rows."""
+
+    landings: tuple[Landing, ...]  # one per batch, in order
     objects: tuple[tuple[str, bytes], ...]  # the raw object first, then the quarantine object
     raw_object: RawObject | None
     records: list[QuarantineRecord]
+
+    @property
+    def landing(self) -> Landing:
+        """The first batch's landing (the only one unless prepared as a group)."""
+        return self.landings[0]
 
 
 def raw_key(source: str, received_at: datetime, batch_id: UUID) -> str:
@@ -89,9 +106,10 @@ def raw_lines(
     schema_version: str,
     received_at: datetime,
     sent_at: datetime | None,
+    first_line_no: int = 0,
 ) -> bytes:
     """JSON Lines of the raw object: one line per accepted event (given as its JSON), each line
-    ending in a newline."""
+    ending in a newline, numbered from `first_line_no`."""
     batch = str(batch_id)
     return b"".join(
         orjson.dumps(
@@ -107,7 +125,7 @@ def raw_lines(
             },
             option=_JSON | orjson.OPT_APPEND_NEWLINE,
         )
-        for line_no, event in enumerate(events)
+        for line_no, event in enumerate(events, first_line_no)
     )
 
 
@@ -217,51 +235,84 @@ def prepare(
     component: str = COMPONENT,
 ) -> Prepared:
     """The batch's objects (serialized, gzipped) and registry rows: CPU work, no I/O."""
-    objects: list[tuple[str, bytes]] = []
-    object_key = q_key = None
-    raw_object = None
-    if batch.accepted:
-        object_key = raw_key(source, received_at, batch_id)
-        body = compress(
-            raw_lines(
-                batch.accepted,
-                object_key=object_key,
-                batch_id=batch_id,
+    return prepare_group([Part(batch, batch_id, received_at)], source=source, component=component)
+
+
+def prepare_group(parts: Sequence[Part], *, source: str, component: str = COMPONENT) -> Prepared:
+    """Several batches of one source and UTC hour as one raw object and one quarantine object.
+
+    The objects are named by the first batch (`raw_key`), so a group of one is exactly the
+    batch's own objects; every line keeps its own batch's id, times and schema version, and
+    `line_no` counts on across the batches. `Prepared.landings` has one `Landing` per part, in
+    order: the group's object keys where the batch has events in them. The registry row carries
+    the first batch's id and received_at.
+    """
+    first = parts[0]
+    object_key = raw_key(source, first.received_at, first.batch_id)
+    q_key = quarantine_key(source, first.received_at, first.batch_id)
+    lines: list[bytes] = []
+    q_lines: list[bytes] = []
+    records: list[QuarantineRecord] = []
+    landings: list[Landing] = []
+    accepted = 0
+    for part in parts:
+        batch = part.batch
+        if batch.accepted:
+            lines.append(
+                raw_lines(
+                    batch.accepted,
+                    object_key=object_key,
+                    batch_id=part.batch_id,
+                    source=source,
+                    schema_version=batch.schema_version,
+                    received_at=part.received_at,
+                    sent_at=batch.sent_at,
+                    first_line_no=accepted,
+                )
+            )
+            accepted += len(batch.accepted)
+        if batch.rejected:
+            q_lines.append(
+                quarantine_lines(
+                    batch.rejected,
+                    batch_id=part.batch_id,
+                    source=source,
+                    received_at=part.received_at,
+                    component=component,
+                )
+            )
+            records += quarantine_records(
+                batch.rejected,
+                batch_id=part.batch_id,
                 source=source,
-                schema_version=batch.schema_version,
-                received_at=received_at,
-                sent_at=batch.sent_at,
+                received_at=part.received_at,
+                component=component,
+            )
+        landings.append(
+            Landing(
+                part.batch_id,
+                object_key if batch.accepted else None,
+                q_key if batch.rejected else None,
+                len(batch.accepted),
+                len(batch.rejected),
             )
         )
+    objects: list[tuple[str, bytes]] = []
+    raw_object = None
+    if lines:
+        body = compress(lines[0] if len(lines) == 1 else b"".join(lines))
         objects.append((object_key, body))
         raw_object = RawObject(
             object_key=object_key,
             source=source,
-            batch_id=batch_id,
+            batch_id=first.batch_id,
             size_bytes=len(body),
-            event_count=len(batch.accepted),
-            received_at=received_at,
+            event_count=accepted,
+            received_at=first.received_at,
         )
-    records: list[QuarantineRecord] = []
-    if batch.rejected:
-        q_key = quarantine_key(source, received_at, batch_id)
-        lines = quarantine_lines(
-            batch.rejected,
-            batch_id=batch_id,
-            source=source,
-            received_at=received_at,
-            component=component,
-        )
-        objects.append((q_key, compress(lines)))
-        records = quarantine_records(
-            batch.rejected,
-            batch_id=batch_id,
-            source=source,
-            received_at=received_at,
-            component=component,
-        )
-    landing = Landing(batch_id, object_key, q_key, len(batch.accepted), len(batch.rejected))
-    return Prepared(landing, tuple(objects), raw_object, records)
+    if q_lines:
+        objects.append((q_key, compress(b"".join(q_lines))))
+    return Prepared(tuple(landings), tuple(objects), raw_object, records)
 
 
 def put_objects(store: ObjectStore, prepared: Prepared, *, if_absent: bool = False) -> None:

@@ -7,6 +7,7 @@
 | `tlake_ingest_request_bytes_total` | `route` | request body bytes on the wire |
 | `tlake_ingest_events_total` | `outcome`, `reason` | events accepted or rejected, and why |
 | `tlake_ingest_inflight_requests` | | ingest requests being worked on now |
+| `tlake_ingest_batches_per_object` | | batches landed in one raw object (group commit) |
 
 `outcome` of a request is `accepted` (202), `all_rejected` (422 receipt), `replayed` (an
 Idempotency-Key answered again), `ok` (other 2xx), or the error code (`invalid_json`,
@@ -67,6 +68,16 @@ class IngestMetrics:
             "Ingest requests (/v1/...) being worked on in this worker",
             registry=self.registry,
         )
+        self.batches_per_object = Histogram(
+            "tlake_ingest_batches_per_object",
+            "Batches landed together in one raw object and one registry commit (group commit)",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
+
+    def observe_round(self, batches: int) -> None:
+        """Count one group-commit round of `batches` batches."""
+        self.batches_per_object.observe(batches)
 
     def observe_batch(self, accepted: int, rejected: Iterable[list[dict[str, str]]]) -> None:
         """Count a landed batch's events: `accepted` of them, and the rejected ones by the

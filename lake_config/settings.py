@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     # 503 `overloaded` instead of queueing (0 disables).
     rate_limit_events_per_s: float = Field(default=50_000, ge=0)
     max_inflight_requests: int = Field(default=64, ge=0)
+    # Group commit (ingest_api.groupcommit): the batches a worker lands at the same time share
+    # one raw object and one registry commit, up to this many events (a bigger batch lands
+    # alone; 1 lands every batch alone).
+    group_commit_max_events: int = Field(default=10_000, ge=1)
     # Request bodies: 408 `body_timeout` when no byte of the body arrived for `body_timeout_s`
     # (a stalled client), or when the whole body took longer than `body_total_timeout_s` (one
     # trickling bytes), so neither holds an in-flight slot for long.

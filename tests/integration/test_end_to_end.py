@@ -82,12 +82,17 @@ def scenario(settings: Settings, api_url: str, registry: Registry) -> dict[str, 
 def test_every_landed_object_is_processed(scenario: dict[str, Any], registry: Registry) -> None:
     with registry.connection() as conn:
         rows = conn.execute(
-            "select status, count(*) as n from registry.raw_objects where source = %s "
-            "group by status",
+            "select status, count(*) as n, sum(event_count) as events from registry.raw_objects "
+            "where source = %s group by status",
             (SOURCE,),
         ).fetchall()
-    counts = {r["status"]: r["n"] for r in rows}
-    assert counts == {"processed": scenario["sim"].batches + 2 - _all_rejected_batches(scenario)}
+    counts = {r["status"]: (r["n"], r["events"]) for r in rows}
+    assert list(counts) == ["processed"]
+    objects, events = counts["processed"]
+    # Batches landed at the same moment share an object (group commit): at most one object per
+    # batch that had an accepted event, and every accepted event in one of them.
+    assert objects <= scenario["sim"].batches + 2 - _all_rejected_batches(scenario)
+    assert events == scenario["sim"].accepted + 2 * 5
 
 
 def _all_rejected_batches(scenario: dict[str, Any]) -> int:

@@ -14,9 +14,12 @@ import pytest
 from ingest_api.batches import Rejection, ValidatedBatch
 from ingest_api.errors import RegistryUnavailableError, StorageUnavailableError
 from ingest_api.landing import (
+    Landing,
+    Part,
     compress,
     land,
     prepare,
+    prepare_group,
     put_objects_async,
     quarantine_key,
     quarantine_lines,
@@ -366,3 +369,64 @@ def test_the_awaited_registration_fails_as_registry_unavailable() -> None:
         asyncio.run(register_async(FakeRegistrar(fail=True), prepared))  # type: ignore[arg-type]
 
     assert info.value.cause == "ConnectionRefusedError"
+
+
+# --- a group: several batches in one object and one registration --------------------------------
+
+OTHER_ID = UUID("1f3e5a7c-9b2d-4e6f-8a0b-c1d2e3f4a5b6")
+LATER = datetime(2024, 5, 1, 7, 59, 59, tzinfo=UTC)
+
+
+def test_a_group_is_one_object_whose_lines_keep_their_own_batch() -> None:
+    first, second = batch(2, 1), batch(3, 0)
+    second.schema_version, second.sent_at = "mobile/2", None
+
+    prepared = prepare_group(
+        [Part(first, BATCH_ID, RECEIVED_AT), Part(second, OTHER_ID, LATER)], source="mobile"
+    )
+
+    key = raw_key("mobile", RECEIVED_AT, BATCH_ID)  # named by the first batch
+    q_key = quarantine_key("mobile", RECEIVED_AT, BATCH_ID)
+    assert [k for k, _ in prepared.objects] == [key, q_key]
+    lines = [orjson.loads(line) for line in gzip.decompress(prepared.objects[0][1]).splitlines()]
+    assert [line["line_no"] for line in lines] == [0, 1, 2, 3, 4]
+    assert {line["object_key"] for line in lines} == {key}
+    assert [line["batch_id"] for line in lines] == [str(BATCH_ID)] * 2 + [str(OTHER_ID)] * 3
+    assert [line["schema_version"] for line in lines] == ["mobile/1"] * 2 + ["mobile/2"] * 3
+    assert [line["received_at"] for line in lines[1:3]] == [
+        "2024-05-01T07:05:09.123456Z",
+        "2024-05-01T07:59:59Z",
+    ]
+    assert [line["sent_at"] for line in lines[1:3]] == ["2024-05-01T07:05:00Z", None]
+    assert prepared.raw_object == RawObject(
+        key, "mobile", BATCH_ID, len(prepared.objects[0][1]), 5, RECEIVED_AT
+    )
+    assert [(r.batch_id, r.event_index) for r in prepared.records] == [(BATCH_ID, 0)]
+    assert prepared.landings == (
+        Landing(BATCH_ID, key, q_key, 2, 1),
+        Landing(OTHER_ID, key, None, 3, 0),  # none of its events is in the quarantine object
+    )
+
+
+def test_a_group_of_one_is_the_batch_prepared_alone() -> None:
+    b = batch(2, 1)
+
+    alone = prepare(b, batch_id=BATCH_ID, source="mobile", received_at=RECEIVED_AT)
+    group = prepare_group([Part(b, BATCH_ID, RECEIVED_AT)], source="mobile")
+
+    assert group == alone
+
+
+def test_a_group_without_accepted_events_has_only_a_quarantine_object() -> None:
+    prepared = prepare_group(
+        [Part(batch(0, 1), BATCH_ID, RECEIVED_AT), Part(batch(0, 2), OTHER_ID, LATER)],
+        source="mobile",
+    )
+
+    assert prepared.raw_object is None
+    assert [k for k, _ in prepared.objects] == [quarantine_key("mobile", RECEIVED_AT, BATCH_ID)]
+    lines = gzip.decompress(prepared.objects[0][1]).splitlines()
+    assert [orjson.loads(line)["batch_id"] for line in lines] == [str(BATCH_ID)] + [
+        str(OTHER_ID)
+    ] * 2
+    assert [landing.object_key for landing in prepared.landings] == [None, None]

@@ -1,0 +1,156 @@
+"""Group commit: the batches a worker lands at the same time share one object and one commit.
+
+A request hands its validated batch to the worker's `GroupCommit` and awaits its `Landing`.
+Batches of one source and UTC hour queue in one slot; while a slot's group is being written
+(PUT, then the registry transaction), the batches arriving meanwhile wait, and the next round
+lands all of them (up to `max_events`) as one raw object and one registration. Nothing waits
+for a timer: a request on an idle worker is landed at once, alone, exactly as before; under
+load, rounds get bigger by themselves, so object storage and the registry see a PUT and an
+INSERT per round instead of per request, and the lake gets fewer, larger objects.
+
+Every batch of a round is answered after the round's registration committed, and each gets the
+round's outcome: 202 for all, or the same 503 for all (nothing of theirs was acknowledged).
+The lines keep their own batch's id, times and schema version (`landing.prepare_group`).
+
+What the queue can hold is bounded by the worker's in-flight cap (`edge.Edge`, 503
+`overloaded`). An idempotent request (`Idempotency-Key`) lands alone under its own key
+(`ingest_api.intake`): its object must be the same bytes on every retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from uuid import UUID
+
+from ingest_api.batches import ValidatedBatch
+from ingest_api.errors import IngestError
+from ingest_api.landing import Landing, Part, prepare_group, put_objects_async, register_async
+from lake_config.registry import AsyncRegistrar
+from lake_config.storage import ObjectStore
+
+# An object holds one raw key's hour: its batches share the source and the UTC hour of
+# received_at (the key's `dt=`/`hour=`, which bronze checks against each line).
+Slot = tuple[str, datetime]
+
+
+class _Waiting:
+    """A batch waiting in its slot, and the future its request awaits."""
+
+    __slots__ = ("future", "part")
+
+    def __init__(self, part: Part, future: asyncio.Future[Landing]) -> None:
+        self.part = part
+        self.future = future
+
+
+class GroupCommit:
+    """Lands a worker's concurrent batches in shared rounds; see the module docstring.
+
+    `clients()` gives the object store and the registrar a round writes with (the app's state,
+    read when the round starts); `on_round(batches)` is called after each landed round (the
+    metrics). Use it inside one event loop; `close()` waits for the rounds under way.
+    """
+
+    def __init__(
+        self,
+        clients: Callable[[], tuple[ObjectStore, AsyncRegistrar]],
+        *,
+        max_events: int,
+        on_round: Callable[[int], None] | None = None,
+    ) -> None:
+        self._clients = clients
+        self._max_events = max_events
+        self._on_round = on_round
+        self._slots: dict[Slot, list[_Waiting]] = {}
+        self._drains: set[asyncio.Task[None]] = set()
+
+    async def land(
+        self, batch: ValidatedBatch, *, batch_id: UUID, source: str, received_at: datetime
+    ) -> Landing:
+        """Land `batch` with whatever else is waiting in its slot; its `Landing` once committed.
+
+        Raises what its round raised (StorageUnavailableError, RegistryUnavailableError): then
+        nothing of the round was acknowledged.
+        """
+        future: asyncio.Future[Landing] = asyncio.get_running_loop().create_future()
+        slot = (source, received_at.replace(minute=0, second=0, microsecond=0))
+        waiting = self._slots.get(slot)
+        if waiting is None:
+            waiting = self._slots[slot] = []
+            drain = asyncio.create_task(self._drain(slot, waiting))
+            self._drains.add(drain)
+            drain.add_done_callback(self._drains.discard)
+        waiting.append(_Waiting(Part(batch, batch_id, received_at), future))
+        return await future
+
+    async def close(self) -> None:
+        """Wait for the rounds under way (the app's shutdown, before the registry closes)."""
+        while self._drains:
+            await asyncio.gather(*self._drains, return_exceptions=True)
+
+    async def _drain(self, slot: Slot, waiting: list[_Waiting]) -> None:
+        """Land the slot's waiting batches round by round until none is left."""
+        try:
+            while waiting:
+                n, events = 1, len(waiting[0].part.batch.results)
+                while n < len(waiting):
+                    events += len(waiting[n].part.batch.results)
+                    if events > self._max_events:
+                        break
+                    n += 1
+                round_ = waiting[:n]
+                del waiting[:n]
+                await self._land_round(slot[0], round_)
+        finally:
+            # No await since `waiting` was last seen empty: a batch arriving from now on
+            # starts a new drain.
+            del self._slots[slot]
+            for left in waiting:  # only when cancelled (shutdown) mid-round
+                left.future.cancel()
+
+    async def _land_round(self, source: str, round_: list[_Waiting]) -> None:
+        try:
+            store, registrar = self._clients()
+            prepared = prepare_group([w.part for w in round_], source=source)
+            await put_objects_async(store, prepared)
+            await register_async(registrar, prepared)
+        except asyncio.CancelledError:
+            for w in round_:
+                w.future.cancel()  # no-op on a future already done
+            raise
+        except Exception as exc:  # every request of the round answers what the round met
+            for w in round_:
+                _settle(w.future, exc=_copy(exc))
+            return
+        for w, landing in zip(round_, prepared.landings, strict=True):
+            _settle(w.future, landing=landing)
+        if self._on_round is not None:
+            self._on_round(len(round_))
+
+
+def _settle(
+    future: asyncio.Future[Landing],
+    *,
+    landing: Landing | None = None,
+    exc: BaseException | None = None,
+) -> None:
+    """Resolve a request's future, unless its request is gone (a client that disconnected)."""
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        assert landing is not None
+        future.set_result(landing)
+
+
+def _copy(exc: Exception) -> Exception:
+    """An ingest error of its own for each request (each request logs and answers it); any
+    other exception as it is (answered 500 by the server-error layer)."""
+    if isinstance(exc, IngestError):
+        copy = type(exc)(exc.message, cause=exc.cause, **exc.details)
+        copy.__cause__ = exc.__cause__
+        return copy
+    return exc
