@@ -19,6 +19,7 @@ import httpx
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from ingest_api.main import create_app
 from ingest_api.tokenize import Tokenizer
@@ -154,6 +155,7 @@ def test_concurrent_batches_share_objects_and_each_event_lands_once(
     """Group commit: batches landed at the same time share a raw object and its registry row;
     each receipt names the object holding its events, every line keeps its own batch."""
     batches = [batch(*(event() for _ in range(20))) for _ in range(32)]
+    rounds_before = group_commit_rounds(api_url)
 
     async def send_all() -> list[httpx.Response]:
         headers = {"Authorization": f"Bearer {write_key}"}
@@ -185,6 +187,24 @@ def test_concurrent_batches_share_objects_and_each_event_lands_once(
         assert row is not None and row["event_count"] == len(lines)
         match = RAW_KEY.fullmatch(key)
         assert match and str(row["batch_id"]) == match["batch"] == lines[0]["batch_id"]
+    rounds, landed = (
+        a - b for a, b in zip(group_commit_rounds(api_url), rounds_before, strict=True)
+    )
+    assert (rounds, landed) == (len(keys), 32)  # the metrics: rounds, and batches in them
+
+
+def group_commit_rounds(api_url: str) -> tuple[float, float]:
+    """The API's `tlake_ingest_batches_per_object` histogram: (rounds, batches) so far."""
+    [family] = [
+        f
+        for f in text_string_to_metric_families(httpx.get(f"{api_url}/metrics").text)
+        if f.name == "tlake_ingest_batches_per_object"
+    ]
+    by_name = {s.name: s.value for s in family.samples}
+    return (
+        by_name["tlake_ingest_batches_per_object_count"],
+        by_name["tlake_ingest_batches_per_object_sum"],
+    )
 
 
 def test_gzip_body_is_accepted(client: httpx.Client, store: ObjectStore) -> None:

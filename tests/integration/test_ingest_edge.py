@@ -61,6 +61,8 @@ def test_metrics_count_requests_events_bytes_and_latency(api_url: str, write_key
     assert delta("tlake_ingest_events_total", outcome="rejected", reason="unknown_field") == 1
     assert delta("tlake_ingest_request_bytes_total", route=route) == len(body) + 1
     assert delta("tlake_ingest_request_duration_seconds_count", route=route) == 2
+    assert delta("tlake_ingest_batches_per_object_count") == 1  # one group-commit round
+    assert delta("tlake_ingest_batches_per_object_sum") == 1  # of one batch
     assert value(after, "tlake_ingest_inflight_requests") == 0
 
 
