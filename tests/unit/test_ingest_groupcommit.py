@@ -90,6 +90,14 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+async def round_in_flight(rig: Rig, events: int = 1) -> asyncio.Task[Landing]:
+    """A batch whose round is held in its PUT until `rig.store.gate` is set."""
+    rig.store.gate.clear()
+    task = rig.land(batch(events))
+    await settle()
+    return task
+
+
 def test_an_idle_worker_lands_a_batch_alone_at_once() -> None:
     async def test() -> None:
         rig = Rig()
@@ -106,9 +114,7 @@ def test_an_idle_worker_lands_a_batch_alone_at_once() -> None:
 def test_batches_arriving_during_a_round_share_the_next_object() -> None:
     async def test() -> None:
         rig = Rig()
-        rig.store.gate.clear()  # the first round's PUT is in flight...
-        first = rig.land(batch(2))
-        await settle()
+        first = await round_in_flight(rig, 2)  # the first round's PUT is in flight...
         later = [rig.land(batch(n)) for n in (1, 2, 3)]  # ...while three more arrive
         await settle()
         rig.store.gate.set()
@@ -133,9 +139,7 @@ def test_batches_arriving_during_a_round_share_the_next_object() -> None:
 def test_a_round_holds_at_most_max_events_but_always_one_batch() -> None:
     async def test() -> None:
         rig = Rig(max_events=5)
-        rig.store.gate.clear()
-        first = rig.land(batch(1))
-        await settle()
+        first = await round_in_flight(rig)
         later = [rig.land(batch(n)) for n in (3, 2, 1, 9, 2)]
         await settle()
         rig.store.gate.set()
@@ -196,9 +200,7 @@ def test_a_failed_round_fails_each_of_its_batches_and_the_next_round_still_lands
 def test_a_request_that_went_away_does_not_stop_its_round() -> None:
     async def test() -> None:
         rig = Rig()
-        rig.store.gate.clear()
-        first = rig.land(batch(1))
-        await settle()
+        first = await round_in_flight(rig)
         gone, staying = rig.land(batch(1)), rig.land(batch(2))
         await settle()
         gone.cancel()  # its client disconnected while waiting
@@ -215,9 +217,7 @@ def test_a_request_that_went_away_does_not_stop_its_round() -> None:
 def test_close_waits_for_the_round_under_way() -> None:
     async def test() -> None:
         rig = Rig()
-        rig.store.gate.clear()
-        task = rig.land(batch(1))
-        await settle()
+        task = await round_in_flight(rig)
         closing = asyncio.create_task(rig.committer.close())
         await settle()
         assert not closing.done()
