@@ -79,6 +79,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.committer = GroupCommit(
         lambda: (app.state.store, app.state.registrar),
         max_events=settings.group_commit_max_events,
+        max_bytes=settings.group_commit_max_bytes,
         on_round=app.state.metrics.observe_round,
     )
     app.state.key_cache = KeyCache()

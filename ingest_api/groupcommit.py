@@ -3,7 +3,8 @@
 A request hands its validated batch to the worker's `GroupCommit` and awaits its `Landing`.
 Batches of one source and UTC hour queue in one slot; while a slot's group is being written
 (PUT, then the registry transaction), the batches arriving meanwhile wait, and the next round
-lands all of them (up to `max_events`) as one raw object and one registration. Nothing waits
+lands all of them (up to `max_events` events and `max_bytes` of event JSON) as one raw object
+and one registration. Nothing waits
 for a timer: a request on an idle worker is landed at once, alone, exactly as before; under
 load, rounds get bigger by themselves, so object storage and the registry see a PUT and an
 INSERT per round instead of per request, and the lake gets fewer, larger objects.
@@ -38,11 +39,15 @@ Slot = tuple[str, datetime]
 class _Waiting:
     """A batch waiting in its slot, and the future its request awaits."""
 
-    __slots__ = ("future", "part")
+    __slots__ = ("events", "future", "nbytes", "part")
 
     def __init__(self, part: Part, future: asyncio.Future[Landing]) -> None:
         self.part = part
         self.future = future
+        self.events = len(part.batch.results)
+        self.nbytes = sum(map(len, part.batch.accepted)) + sum(
+            len(r.payload_json) for r in part.batch.rejected
+        )
 
 
 class GroupCommit:
@@ -58,10 +63,12 @@ class GroupCommit:
         clients: Callable[[], tuple[ObjectStore, AsyncRegistrar]],
         *,
         max_events: int,
+        max_bytes: int,
         on_round: Callable[[int], None] | None = None,
     ) -> None:
         self._clients = clients
         self._max_events = max_events
+        self._max_bytes = max_bytes
         self._on_round = on_round
         self._slots: dict[Slot, list[_Waiting]] = {}
         self._drains: set[asyncio.Task[None]] = set()
@@ -94,12 +101,7 @@ class GroupCommit:
         """Land the slot's waiting batches round by round until none is left."""
         try:
             while waiting:
-                n, events = 1, len(waiting[0].part.batch.results)
-                while n < len(waiting):
-                    events += len(waiting[n].part.batch.results)
-                    if events > self._max_events:
-                        break
-                    n += 1
+                n = self._round_size(waiting)
                 round_ = waiting[:n]
                 del waiting[:n]
                 await self._land_round(slot[0], round_)
@@ -109,6 +111,17 @@ class GroupCommit:
             del self._slots[slot]
             for left in waiting:  # only when cancelled (shutdown) mid-round
                 left.future.cancel()
+
+    def _round_size(self, waiting: list[_Waiting]) -> int:
+        """How many of the first waiting batches the next round takes: as many as keep it within
+        `max_events` events and `max_bytes` of event JSON, and always the first."""
+        events = nbytes = 0
+        for n, w in enumerate(waiting):
+            events += w.events
+            nbytes += w.nbytes
+            if n and (events > self._max_events or nbytes > self._max_bytes):
+                return n
+        return len(waiting)
 
     async def _land_round(self, source: str, round_: list[_Waiting]) -> None:
         try:

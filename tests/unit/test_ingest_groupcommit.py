@@ -57,12 +57,13 @@ class Registrar:
 
 
 class Rig:
-    def __init__(self, max_events: int = 10_000) -> None:
+    def __init__(self, max_events: int = 10_000, max_bytes: int = 8_000_000) -> None:
         self.store, self.registrar = GatedStore(), Registrar()
         self.rounds: list[int] = []
         self.committer = GroupCommit(
             lambda: (self.store, self.registrar),  # type: ignore[return-value]
             max_events=max_events,
+            max_bytes=max_bytes,
             on_round=self.rounds.append,
         )
 
@@ -148,6 +149,20 @@ def test_a_round_holds_at_most_max_events_but_always_one_batch() -> None:
         assert rig.rounds == [1, 2, 1, 1, 1]  # 3+2 | 1 (1+9 > 5) | 9 alone | 2
         counts = [row.event_count for row in rig.registrar.rows if row]
         assert counts == [1, 5, 1, 9, 2]
+
+    run(test)
+
+
+def test_a_round_holds_at_most_max_bytes_of_event_json() -> None:
+    async def test() -> None:
+        rig = Rig(max_bytes=120)  # each event here is 51 bytes of JSON
+        first = await round_in_flight(rig)
+        later = [rig.land(batch(n)) for n in (1, 1, 1, 3)]
+        await settle()
+        rig.store.gate.set()
+        await asyncio.gather(first, *later)
+
+        assert rig.rounds == [1, 2, 1, 1]  # 51+51 | 51 (51+153 > 120) | 153 alone
 
     run(test)
 
