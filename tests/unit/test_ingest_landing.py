@@ -408,15 +408,6 @@ def test_a_group_is_one_object_whose_lines_keep_their_own_batch() -> None:
     )
 
 
-def test_a_group_of_one_is_the_batch_prepared_alone() -> None:
-    b = batch(2, 1)
-
-    alone = prepare(b, batch_id=BATCH_ID, source="mobile", received_at=RECEIVED_AT)
-    group = prepare_group([Part(b, BATCH_ID, RECEIVED_AT)], source="mobile")
-
-    assert group == alone
-
-
 def test_a_group_without_accepted_events_has_only_a_quarantine_object() -> None:
     prepared = prepare_group(
         [Part(batch(0, 1), BATCH_ID, RECEIVED_AT), Part(batch(0, 2), OTHER_ID, LATER)],
