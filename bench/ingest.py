@@ -9,8 +9,8 @@
                serialization and gzip, with nothing written.
 (c) landing  — the app as deployed: every request's events are PUT to SeaweedFS and
                registered in PostgreSQL before its 202 (in group-commit rounds: the batches
-               that arrive while a round is written share the next round's object; the run
-               prints how many objects it registered).
+               that arrive while a round is written share the next round's object; each
+               row says how many objects its load registered, and their mean size in events).
 (i) in-process — the (b) app called as ASGI in the bench's process, no HTTP and no load
                generator, each request followed by the ceiling's work on the same body: the
                app's own cost against the ceiling, robust to the core's drift (`in_process`).
@@ -354,12 +354,16 @@ def main() -> None:
                 for label, factory in (loads[part] for part in parts if part in loads):
                     for workers in worker_counts:
                         before = ceiling(settings, bodies, 3.0)
+                        landed = registered(settings)
                         with serving(settings, factory, workers) as url:
                             load = wrk_load(url, key, bodies_dir, args.seconds, args.connections)
+                        objects, events = (
+                            a - b for a, b in zip(registered(settings), landed, strict=True)
+                        )
+                        if objects:  # (c): how many batches group commit put in an object
+                            load["objects"], load["events_per_object"] = objects, events / objects
                         ceil = (before + ceiling(settings, bodies, 3.0)) / 2
                         runs.setdefault((label, workers), []).append((ceil, load))
-            with Registry(settings, max_size=1) as reg:
-                objects = reg.counts()["pending"]
         finally:
             stack.down(settings)
             drop_database(settings)
@@ -391,8 +395,24 @@ def main() -> None:
             f"(ceiling {ceil:,.0f}); p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; "
             f"{r['requests']} requests {r['statuses']}"
             + (f", {r['socket_errors']} socket errors" if r["socket_errors"] else "")
+            + (
+                f"; {r['objects']:,} objects (the warm-up's too) of "
+                f"{r['events_per_object']:,.0f} events on average"
+                if "objects" in r
+                else ""
+            )
         )
-    print(f"  objects registered by (c): {objects}")
+
+
+def registered(settings: Settings) -> tuple[int, int]:
+    """Raw objects registered so far, and the events in them (wrk's warm-up included)."""
+    with Registry(settings, max_size=1) as reg, reg.connection() as conn:
+        row = conn.execute(
+            "select count(*) as n, coalesce(sum(event_count), 0) as events "
+            "from registry.raw_objects"
+        ).fetchone()
+    assert row is not None
+    return int(row["n"]), int(row["events"])
 
 
 if __name__ == "__main__":
