@@ -26,7 +26,7 @@ from datetime import datetime
 from uuid import UUID
 
 from ingest_api.batches import ValidatedBatch
-from ingest_api.errors import IngestError
+from ingest_api.errors import ServiceUnavailableError
 from ingest_api.landing import Landing, Part, prepare_group, put_objects_async, register_async
 from lake_config.registry import AsyncRegistrar
 from lake_config.storage import ObjectStore
@@ -135,34 +135,21 @@ class GroupCommit:
             raise
         except Exception as exc:  # every request of the round answers what the round met
             for w in round_:
-                _settle(w.future, exc=_copy(exc))
+                if not w.future.done():  # done: its request is gone (client disconnected)
+                    w.future.set_exception(_copy(exc))
             return
         for w, landing in zip(round_, prepared.landings, strict=True):
-            _settle(w.future, landing=landing)
+            if not w.future.done():
+                w.future.set_result(landing)
         if self._on_round is not None:
             self._on_round(len(round_))
 
 
-def _settle(
-    future: asyncio.Future[Landing],
-    *,
-    landing: Landing | None = None,
-    exc: BaseException | None = None,
-) -> None:
-    """Resolve a request's future, unless its request is gone (a client that disconnected)."""
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        assert landing is not None
-        future.set_result(landing)
-
-
 def _copy(exc: Exception) -> Exception:
-    """An ingest error of its own for each request (each request logs and answers it); any
-    other exception as it is (answered 500 by the server-error layer)."""
-    if isinstance(exc, IngestError):
+    """A landing error (storage or registry unavailable: IngestError's constructor) of its own
+    for each request, which logs and answers it; any other exception as it is (answered 500 by
+    the server-error layer)."""
+    if isinstance(exc, ServiceUnavailableError):
         copy = type(exc)(exc.message, cause=exc.cause, **exc.details)
         copy.__cause__ = exc.__cause__
         return copy

@@ -300,7 +300,7 @@ def prepare_group(parts: Sequence[Part], *, source: str, component: str = COMPON
     objects: list[tuple[str, bytes]] = []
     raw_object = None
     if lines:
-        body = compress(lines[0] if len(lines) == 1 else b"".join(lines))
+        body = compress(b"".join(lines))
         objects.append((object_key, body))
         raw_object = RawObject(
             object_key=object_key,
