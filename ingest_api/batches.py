@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
+from uuid import UUID
 
 import orjson
 from pydantic import ValidationError
@@ -186,7 +187,7 @@ def validate_events(
                     results.append(
                         {
                             "index": index,
-                            "event_id": str(event["event_id"]),
+                            "event_id": _canonical_id(raw["event_id"], event["event_id"]),
                             "status": "accepted",
                             "errors": [],
                         }
@@ -275,6 +276,15 @@ def _rejection(
     if event_id is None:
         event_id = _readable_event_id(raw)
     return Rejection(index, event_id, reasons, payload, orjson.dumps(payload))
+
+
+def _canonical_id(sent: Any, parsed: UUID) -> str:
+    """The canonical text of an accepted event's id: the id as sent when it already is that
+    (36 characters and lower case: the only 36-character form the UUID parser accepts is the
+    hyphenated one), which spares `str(UUID)`'s ~1 us per event; else `str(parsed)`."""
+    if sent.__class__ is str and len(sent) == 36 and sent.islower():
+        return cast(str, sent)
+    return str(parsed)
 
 
 def _readable_event_id(raw: Any) -> str | None:

@@ -63,6 +63,8 @@ class Tokenizer:
         if unknown:
             raise ValueError(f"unknown sensitive field policies {unknown}")
         self._policy = dict(policy or {})
+        # (section, name) -> policy, filled as fields are met: `tokenize_event` asks per event.
+        self._field_policy: dict[tuple[str, str], str] = {}
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Tokenizer:
@@ -103,7 +105,11 @@ class Tokenizer:
             section = event.get(section_name)
             if section is not None:
                 value = section.get(field)
-                policy = self.policy(section_name, field)
+                policy = self._field_policy.get((section_name, field))
+                if policy is None:
+                    policy = self._field_policy[section_name, field] = self.policy(
+                        section_name, field
+                    )
                 if policy == "drop":
                     section.pop(field, None)
                     continue

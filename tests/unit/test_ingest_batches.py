@@ -232,6 +232,30 @@ def test_accepted_events_are_kept_as_their_stored_json() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "0d2b9c1e-3a4f-4b5c-8d6e-7f8091a2b3c4",  # canonical: answered as sent
+        "0D2B9C1E-3A4F-4B5C-8D6E-7F8091A2B3C4",
+        "0d2b9c1e3a4f4b5c8d6e7f8091a2b3c4",
+        "{0d2b9c1e-3a4f-4b5c-8d6e-7f8091a2b3c4}",
+        "urn:uuid:0d2b9c1e-3a4f-4b5c-8d6e-7f8091a2b3c4",
+    ],
+)
+def test_accepted_event_id_is_answered_and_stored_in_canonical_form(sent: str) -> None:
+    batch = validate(event(event_id=sent))
+
+    canonical = "0d2b9c1e-3a4f-4b5c-8d6e-7f8091a2b3c4"
+    assert [r["event_id"] for r in batch.results] == [canonical]
+    assert orjson.loads(batch.accepted[0])["event_id"] == canonical
+
+
+def test_digit_only_event_id_is_answered_as_sent() -> None:
+    batch = validate(event(event_id="01234567-8901-4234-8567-890123456789"))
+
+    assert batch.results[0]["event_id"] == "01234567-8901-4234-8567-890123456789"
+
+
 def test_event_above_max_event_bytes_is_rejected_alone() -> None:
     big = event(attributes={"blob": "x" * 900})
     stored_size = len(validate(big).accepted[0])
