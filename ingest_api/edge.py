@@ -16,7 +16,7 @@ through FastAPI's stack (exception middleware, router, dependencies) as usual. T
 endpoints resolve no dependency and take no path parameter (`IngestRoute` refuses both), so
 the router's matching, exit stacks and exception wrappers did nothing for them but cost time
 (with the changes made alongside, 0.3 M of a 100-event request's 14.2 M instructions and
-0.74-0.77 x -> 0.79-0.82 x the ceiling in-process: bench/ingest.py, README).
+0.74-0.77 x -> 0.79-0.82 x the ceiling in-process: bench/ingest.py, docs/BENCHMARKS.md).
 
 Ingest routes are matched by exact method and path (their routers are included without a
 prefix, so FastAPI serves them at the same paths); under a `root_path`, or when FastAPI's
