@@ -63,7 +63,8 @@ class Tokenizer:
         if unknown:
             raise ValueError(f"unknown sensitive field policies {unknown}")
         self._policy = dict(policy or {})
-        # (section, name) -> policy, filled as fields are met: `tokenize_event` asks per event.
+        # (section, name) -> policy, filled as `policy` is asked (per event, for the schemas'
+        # declared sensitive fields only: a few entries).
         self._field_policy: dict[tuple[str, str], str] = {}
 
     @classmethod
@@ -77,8 +78,12 @@ class Tokenizer:
 
     def policy(self, section: str, name: str) -> str:
         """The policy of field `section.name` (`hmac` when none is set)."""
-        path = f"{section}.{name}"
-        return self._policy.get(SAME_POLICY_AS.get(path, path), "hmac")
+        policy = self._field_policy.get((section, name))
+        if policy is None:
+            path = f"{section}.{name}"
+            policy = self._policy.get(SAME_POLICY_AS.get(path, path), "hmac")
+            self._field_policy[section, name] = policy
+        return policy
 
     def token(self, value: str) -> str:
         """`"<key_id>:<hexdigest>"` of `value` (UTF-8)."""
@@ -105,11 +110,7 @@ class Tokenizer:
             section = event.get(section_name)
             if section is not None:
                 value = section.get(field)
-                policy = self._field_policy.get((section_name, field))
-                if policy is None:
-                    policy = self._field_policy[section_name, field] = self.policy(
-                        section_name, field
-                    )
+                policy = self.policy(section_name, field)
                 if policy == "drop":
                     section.pop(field, None)
                     continue

@@ -195,16 +195,28 @@ def test_concurrent_batches_share_objects_and_each_event_lands_once(
 
 def group_commit_rounds(api_url: str) -> tuple[float, float]:
     """The API's `tlake_ingest_batches_per_object` histogram: (rounds, batches) so far."""
-    [family] = [
-        f
-        for f in text_string_to_metric_families(httpx.get(f"{api_url}/metrics").text)
-        if f.name == "tlake_ingest_batches_per_object"
-    ]
-    by_name = {s.name: s.value for s in family.samples}
+    metrics = samples(httpx.get(f"{api_url}/metrics").text)
     return (
-        by_name["tlake_ingest_batches_per_object_count"],
-        by_name["tlake_ingest_batches_per_object_sum"],
+        value(metrics, "tlake_ingest_batches_per_object_count"),
+        value(metrics, "tlake_ingest_batches_per_object_sum"),
     )
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def samples(text: str) -> Samples:
+    """Every sample of a Prometheus exposition, by (name, labels)."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(metrics: Samples, name: str, **labels: str) -> float:
+    """One sample's value (0 when it is not there yet)."""
+    return metrics.get((name, frozenset(labels.items())), 0.0)
 
 
 def test_gzip_body_is_accepted(client: httpx.Client, store: ObjectStore) -> None:

@@ -12,28 +12,13 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 from prometheus_client import CONTENT_TYPE_LATEST
-from prometheus_client.parser import text_string_to_metric_families
 
 from ingest_api.main import create_app
 from lake_config.registry import Registry
 from lake_config.settings import Settings
-from tests.integration.test_ingest_api import batch, closed_port, event
+from tests.integration.test_ingest_api import batch, closed_port, event, samples, value
 
 pytestmark = pytest.mark.integration
-
-
-def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(
-    metrics: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
-) -> float:
-    return metrics.get((name, frozenset(labels.items())), 0.0)
 
 
 def test_metrics_count_requests_events_bytes_and_latency(api_url: str, write_key: str) -> None:
