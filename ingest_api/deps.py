@@ -80,6 +80,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         lambda: (app.state.store, app.state.registrar),
         max_events=settings.group_commit_max_events,
         max_bytes=settings.group_commit_max_bytes,
+        linger_s=settings.group_commit_linger_ms / 1000,
         on_round=app.state.metrics.observe_round,
     )
     app.state.key_cache = KeyCache()

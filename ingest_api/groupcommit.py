@@ -4,10 +4,16 @@ A request hands its validated batch to the worker's `GroupCommit` and awaits its
 Batches of one source and UTC hour queue in one slot; while a slot's group is being written
 (PUT, then the registry transaction), the batches arriving meanwhile wait, and the next round
 lands all of them (up to `max_events` events and `max_bytes` of event JSON) as one raw object
-and one registration. Nothing waits
-for a timer: a request on an idle worker is landed at once, alone, exactly as before; under
-load, rounds get bigger by themselves, so object storage and the registry see a PUT and an
+and one registration. A request on an idle worker is landed at once, alone, exactly as before;
+under load, rounds get bigger by themselves, so object storage and the registry see a PUT and an
 INSERT per round instead of per request, and the lake gets fewer, larger objects.
+
+A round that follows another one in its slot first lingers `linger_s` (Kafka's `linger.ms`),
+unless the batches already waiting fill a round: under a closed-loop load, the requests that the
+previous round just answered are sent again, validated, and join this round instead of the
+next. On two workers sharing two cores with object storage and the registry, this halved the
+objects (PUTs are most of SeaweedFS's CPU) and raised throughput by ~15 %, on one worker it
+changed it within the noise (docs/BENCHMARKS.md); an idle worker's first round never waits.
 
 Every batch of a round is answered after the round's registration committed, and each gets the
 round's outcome: 202 for all, or the same 503 for all (nothing of theirs was acknowledged).
@@ -64,11 +70,13 @@ class GroupCommit:
         *,
         max_events: int,
         max_bytes: int,
+        linger_s: float = 0.0,
         on_round: Callable[[int], None] | None = None,
     ) -> None:
         self._clients = clients
         self._max_events = max_events
         self._max_bytes = max_bytes
+        self._linger_s = linger_s
         self._on_round = on_round
         self._slots: dict[Slot, list[_Waiting]] = {}
         self._drains: set[asyncio.Task[None]] = set()
@@ -100,11 +108,15 @@ class GroupCommit:
     async def _drain(self, slot: Slot, waiting: list[_Waiting]) -> None:
         """Land the slot's waiting batches round by round until none is left."""
         try:
-            while waiting:
-                n = self._round_size(waiting)
+            n, _ = self._round_size(waiting)
+            while n:
                 round_ = waiting[:n]
                 del waiting[:n]
                 await self._land_round(slot[0], round_)
+                n, room = self._round_size(waiting)
+                if n and room and self._linger_s:
+                    await asyncio.sleep(self._linger_s)  # let the answered requests come back
+                    n, _ = self._round_size(waiting)
         finally:
             # No await since `waiting` was last seen empty: a batch arriving from now on
             # starts a new drain.
@@ -112,16 +124,17 @@ class GroupCommit:
             for left in waiting:  # only when cancelled (shutdown) mid-round
                 left.future.cancel()
 
-    def _round_size(self, waiting: list[_Waiting]) -> int:
-        """How many of the first waiting batches the next round takes: as many as keep it within
-        `max_events` events and `max_bytes` of event JSON, and always the first."""
+    def _round_size(self, waiting: list[_Waiting]) -> tuple[int, bool]:
+        """How many of the first waiting batches the next round takes (0 when none waits): as
+        many as keep it within `max_events` events and `max_bytes` of event JSON, and always
+        the first; and whether it is below both bounds with all of them (room for more)."""
         events = nbytes = 0
         for n, w in enumerate(waiting):
             events += w.events
             nbytes += w.nbytes
             if n and (events > self._max_events or nbytes > self._max_bytes):
-                return n
-        return len(waiting)
+                return n, False
+        return len(waiting), events < self._max_events and nbytes < self._max_bytes
 
     async def _land_round(self, source: str, round_: list[_Waiting]) -> None:
         try:

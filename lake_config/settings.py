@@ -101,9 +101,12 @@ class Settings(BaseSettings):
     # Group commit (ingest_api.groupcommit): the batches a worker lands at the same time share
     # one raw object and one registry commit, up to this many events and bytes of event JSON
     # (a batch over either lands alone; 1 lands every batch alone). The bytes bound what one
-    # round serializes on the worker's loop and PUTs at once.
+    # round serializes on the worker's loop and PUTs at once. A round that follows another
+    # lingers this long first, so that requests just answered can join it (0: never waits);
+    # a request on an idle worker never waits.
     group_commit_max_events: int = Field(default=10_000, ge=1)
     group_commit_max_bytes: int = Field(default=8_000_000, ge=1)
+    group_commit_linger_ms: float = Field(default=5.0, ge=0, le=1_000)
     # Request bodies: 408 `body_timeout` when no byte of the body arrived for `body_timeout_s`
     # (a stalled client), or when the whole body took longer than `body_total_timeout_s` (one
     # trickling bytes), so neither holds an in-flight slot for long.

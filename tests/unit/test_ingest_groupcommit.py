@@ -57,13 +57,16 @@ class Registrar:
 
 
 class Rig:
-    def __init__(self, max_events: int = 10_000, max_bytes: int = 8_000_000) -> None:
+    def __init__(
+        self, max_events: int = 10_000, max_bytes: int = 8_000_000, linger_s: float = 0.0
+    ) -> None:
         self.store, self.registrar = GatedStore(), Registrar()
         self.rounds: list[int] = []
         self.committer = GroupCommit(
             lambda: (self.store, self.registrar),  # type: ignore[return-value]
             max_events=max_events,
             max_bytes=max_bytes,
+            linger_s=linger_s,
             on_round=self.rounds.append,
         )
 
@@ -186,6 +189,46 @@ def test_sources_and_hours_land_in_objects_of_their_own() -> None:
         assert keys[0] == keys[3] and len(set(keys)) == 3
         assert keys[1] is not None and keys[1].startswith("raw/source=fleet/dt=2024-05-01/hour=07/")
         assert keys[2] is not None and "/dt=2024-05-01/hour=08/" in keys[2]
+
+    run(test)
+
+
+@pytest.mark.parametrize(
+    ("linger_s", "rounds", "counts"), [(0.0, [1, 1, 1], [1, 1, 2]), (0.2, [1, 2], [1, 3])]
+)
+def test_a_round_after_a_round_lingers_for_the_batches_answered_meanwhile(
+    linger_s: float, rounds: list[int], counts: list[int]
+) -> None:
+    async def test() -> None:
+        rig = Rig(linger_s=linger_s)
+        first = await round_in_flight(rig)
+        waiting = rig.land(batch(1))  # waits for the first round
+        await settle()
+        rig.store.gate.set()
+        await first  # answered: with a linger, the next round has not started yet
+        late = rig.land(batch(2))  # e.g. the first request's client, sending again
+        await asyncio.gather(waiting, late)
+
+        assert rig.rounds == rounds
+        assert [row.event_count for row in rig.registrar.rows if row] == counts
+
+    run(test)
+
+
+def test_an_idle_worker_and_a_full_round_never_linger() -> None:
+    async def test() -> None:
+        rig = Rig(max_events=2, linger_s=60.0)
+        await asyncio.wait_for(rig.land(batch(1)), 5)  # idle: landed at once
+        first = await round_in_flight(rig)
+        full = [rig.land(batch(1)) for _ in range(4)]  # two full rounds wait
+        await settle()
+        rig.store.gate.set()
+        await asyncio.wait_for(asyncio.gather(first, *full), 5)
+
+        assert rig.rounds == [1, 1, 2, 2]
+        closing = asyncio.create_task(rig.committer.close())
+        await settle()
+        assert closing.done()  # no drain left lingering
 
     run(test)
 
