@@ -167,7 +167,7 @@ def validate_events(
     """
     batch = ValidatedBatch(schema_version=envelope["schema_version"], sent_at=envelope["sent_at"])
     future = None if clock is None else clock.bound(batch.sent_at)
-    validate = schema.adapter.validate_python
+    validate = schema.adapter.validator.validate_python  # pydantic-core's, without the wrapper
     sensitive = schema.sensitive_fields
     memo: dict[str, str] = {}
     accepted, rejected, results = batch.accepted, batch.rejected, batch.results
