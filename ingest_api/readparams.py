@@ -38,7 +38,7 @@ from ingest_api.errors import (
     UnknownFilterError,
     UnknownParameterError,
 )
-from ingest_api.schemas import Rfc3339
+from ingest_api.schemas import Rfc3339Utc
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -52,14 +52,14 @@ _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
 Start = Annotated[
-    Rfc3339 | None,
+    Rfc3339Utc | None,
     Query(
         description="Inclusive lower bound, RFC 3339 with a time zone "
         "(`2024-05-01T00:00:00Z`; write `+` as `%2B`)"
     ),
 ]
 End = Annotated[
-    Rfc3339 | None,
+    Rfc3339Utc | None,
     Query(description="Exclusive upper bound, RFC 3339 with a time zone"),
 ]
 Limit = Annotated[

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -55,20 +55,21 @@ def errors_of(raw: Any) -> list[dict[str, str]]:
     return field_errors(info.value.errors(include_input=False), "event")
 
 
-def test_minimal_event_is_valid_and_normalized() -> None:
+def test_minimal_event_is_valid_and_keeps_its_offset() -> None:
     event = MOBILE_V1.adapter.validate_python(minimal(occurred_at="2024-05-01T14:00:00.5+02:00"))
 
     assert event == {
         "event_id": UUID(EVENT_ID),
         "device_id": "device-1",
         "event_type": "app_open",
-        "occurred_at": datetime(2024, 5, 1, 12, 0, 0, 500000, tzinfo=UTC),
+        "occurred_at": datetime(2024, 5, 1, 12, 0, 0, 500000, tzinfo=UTC),  # the same instant
     }
-    assert event["occurred_at"].tzinfo is UTC
-    # Written with orjson, the id is canonical and the time is UTC with a Z suffix.
-    assert orjson.dumps(event, option=orjson.OPT_UTC_Z) == (
+    # The schema keeps the offset as sent (batches writes it in UTC: test_ingest_batches);
+    # written with orjson, the id is canonical.
+    assert event["occurred_at"].utcoffset() == timedelta(hours=2)
+    assert orjson.dumps(event) == (
         b'{"event_id":"6f9619ff-8b86-d011-b42d-00c04fc964ff","device_id":"device-1",'
-        b'"event_type":"app_open","occurred_at":"2024-05-01T12:00:00.500000Z"}'
+        b'"event_type":"app_open","occurred_at":"2024-05-01T14:00:00.500000+02:00"}'
     )
 
 
