@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import orjson
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from lake_config.errors import RegistryError
@@ -320,6 +321,18 @@ def _quarantine_params(records: Sequence[QuarantineRecord]) -> list[tuple[Any, .
     ]
 
 
+def _json_as_ingest(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+    """JSON read back from the registry is parsed as the ingest API parsed it (orjson), not with
+    the stdlib's `json`: jsonb keeps a client's 1e20 as the numeral 100000000000000000000,
+    which `json` would read as an int that orjson cannot write again (> 64 bits), e.g. when a
+    quarantined payload is replayed; orjson reads it as the float the API had."""
+    set_json_loads(orjson.loads, conn)
+
+
+async def _json_as_ingest_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    _json_as_ingest(conn)
+
+
 def _pool_options(
     settings: Settings, min_size: int, max_size: int, timeout_s: float
 ) -> dict[str, Any]:
@@ -345,7 +358,10 @@ class AsyncRegistrar:
     def __init__(
         self, settings: Settings, *, min_size: int = 1, max_size: int = 8, timeout_s: float = 10.0
     ) -> None:
-        self._pool = AsyncConnectionPool(**_pool_options(settings, min_size, max_size, timeout_s))
+        self._pool = AsyncConnectionPool(
+            **_pool_options(settings, min_size, max_size, timeout_s),
+            configure=_json_as_ingest_async,
+        )
 
     async def open(self) -> None:
         await self._pool.open(wait=False)
@@ -393,7 +409,9 @@ class Registry:
         timeout_s: float = 10.0,
     ) -> None:
         self.settings = settings
-        self._pool = ConnectionPool(**_pool_options(settings, min_size, max_size, timeout_s))
+        self._pool = ConnectionPool(
+            **_pool_options(settings, min_size, max_size, timeout_s), configure=_json_as_ingest
+        )
         self._pool.open(wait=False)
 
     def close(self) -> None:

@@ -8,12 +8,14 @@ Assertions are on this test's own rows and keys: other modules share the stack.
 
 from __future__ import annotations
 
+import gzip
 import json
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import orjson
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -160,4 +162,63 @@ def test_replay_lands_what_now_passes_once_and_it_reaches_silver(
     )
     assert [r.asDict() for r in silver] == [
         {"event_id": event["event_id"], "object_key": key, "network_ip_token": ip_token}
+    ]
+
+
+def test_replay_reads_a_payload_number_as_the_api_parsed_it(
+    settings: Settings, store: ObjectStore, registry: Registry
+) -> None:
+    """jsonb keeps a client's 1e20 as the numeral 100000000000000000000: read back, it is the
+    float the API parsed (orjson), not an int over 64 bits that could not be written again —
+    neither when the event now passes nor when it is still invalid."""
+    device = f"rp-{secrets.token_hex(4)}"
+    passes = _event(device, attributes={"big": 1e20})
+    still_invalid = _event(device, attributes={"big": 1e20}, occurred_at="yesterday")
+    batch_id = uuid.uuid4()
+    received_at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
+    registry.register(
+        None,
+        [
+            QuarantineRecord(
+                batch_id=batch_id,
+                source="mobile",
+                event_index=i,
+                event_id=event["event_id"],
+                component="ingest_api",
+                reasons=[{"field": "event_type", "message": "event type not allowed (old rule)"}],
+                payload=event,
+                payload_text=None,
+                received_at=received_at,
+            )
+            for i, event in enumerate([passes, still_invalid])
+        ],
+    )
+    with registry.connection() as conn:
+        numeral = conn.execute(
+            "select payload -> 'attributes' ->> 'big' as big from registry.quarantine "
+            "where batch_id = %s and event_index = 0",
+            (batch_id,),
+        ).fetchone()
+    assert numeral == {"big": "100000000000000000000"}  # what makes the case
+
+    result = replay(settings, store, registry)
+
+    landed = [
+        orjson.loads(line)["event"]
+        for key in result.objects
+        for line in gzip.decompress(store.get(key)).splitlines()
+        if orjson.loads(line)["event"]["device_id"] == device
+    ]
+    assert [(e["event_id"], e["attributes"]) for e in landed] == [
+        (passes["event_id"], {"big": 1e20})
+    ]
+    with registry.connection() as conn:
+        replayed = conn.execute(
+            "select event_index, replayed_at is not null as replayed from registry.quarantine "
+            "where batch_id = %s order by event_index",
+            (batch_id,),
+        ).fetchall()
+    assert replayed == [
+        {"event_index": 0, "replayed": True},
+        {"event_index": 1, "replayed": False},
     ]
