@@ -45,6 +45,31 @@ def _event(device: str, **extra: object) -> dict:
     }
 
 
+def _quarantined(registry: Registry, events: list[dict]) -> tuple[uuid.UUID, datetime]:
+    """`events` quarantined as one batch, as the API records them, for a reason that no longer
+    applies; the batch id and received_at."""
+    batch_id = uuid.uuid4()
+    received_at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
+    registry.register(
+        None,
+        [
+            QuarantineRecord(
+                batch_id=batch_id,
+                source="mobile",
+                event_index=i,
+                event_id=event["event_id"],
+                component="ingest_api",
+                reasons=[{"field": "event_type", "message": "event type not allowed (old rule)"}],
+                payload=event,
+                payload_text=None,
+                received_at=received_at,
+            )
+            for i, event in enumerate(events)
+        ],
+    )
+    return batch_id, received_at
+
+
 def _quarantine_row(registry: Registry, batch_id: uuid.UUID) -> dict:
     with registry.connection() as conn:
         row = conn.execute(
@@ -107,24 +132,7 @@ def test_replay_lands_what_now_passes_once_and_it_reaches_silver(
     device = f"rp-{secrets.token_hex(4)}"
     ip_token = Tokenizer.for_settings(settings).token("10.9.8.7")
     event = _event(device, network={"type": "wifi", "ip": ip_token})
-    batch_id = uuid.uuid4()
-    received_at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
-    registry.register(
-        None,
-        [
-            QuarantineRecord(
-                batch_id=batch_id,
-                source="mobile",
-                event_index=0,
-                event_id=event["event_id"],
-                component="ingest_api",
-                reasons=[{"field": "event_type", "message": "event type not allowed (old rule)"}],
-                payload=event,
-                payload_text=None,
-                received_at=received_at,
-            )
-        ],
-    )
+    batch_id, received_at = _quarantined(registry, [event])
     quarantine_id = _quarantine_row(registry, batch_id)["quarantine_id"]
     key = raw_key("mobile", received_at, replay_batch_id([quarantine_id]))
 
@@ -174,25 +182,7 @@ def test_replay_reads_a_payload_number_as_the_api_parsed_it(
     device = f"rp-{secrets.token_hex(4)}"
     passes = _event(device, attributes={"big": 1e20})
     still_invalid = _event(device, attributes={"big": 1e20}, occurred_at="yesterday")
-    batch_id = uuid.uuid4()
-    received_at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
-    registry.register(
-        None,
-        [
-            QuarantineRecord(
-                batch_id=batch_id,
-                source="mobile",
-                event_index=i,
-                event_id=event["event_id"],
-                component="ingest_api",
-                reasons=[{"field": "event_type", "message": "event type not allowed (old rule)"}],
-                payload=event,
-                payload_text=None,
-                received_at=received_at,
-            )
-            for i, event in enumerate([passes, still_invalid])
-        ],
-    )
+    batch_id, _ = _quarantined(registry, [passes, still_invalid])
     with registry.connection() as conn:
         numeral = conn.execute(
             "select payload -> 'attributes' ->> 'big' as big from registry.quarantine "
