@@ -8,14 +8,12 @@ Assertions are on this test's own rows and keys: other modules share the stack.
 
 from __future__ import annotations
 
-import gzip
 import json
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import orjson
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -30,6 +28,7 @@ from lake_config.storage import ObjectStore
 from lake_config.tables import SILVER_DEVICE_EVENTS
 from recovery.replay import replay, replay_batch_id
 from spark_jobs import pipeline
+from tests.integration.test_ingest_api import read_lines
 from tlake.cli import app
 
 pytestmark = pytest.mark.integration
@@ -194,10 +193,10 @@ def test_replay_reads_a_payload_number_as_the_api_parsed_it(
     result = replay(settings, store, registry)
 
     landed = [
-        orjson.loads(line)["event"]
+        line["event"]
         for key in result.objects
-        for line in gzip.decompress(store.get(key)).splitlines()
-        if orjson.loads(line)["event"]["device_id"] == device
+        for line in read_lines(store, key)
+        if line["event"]["device_id"] == device
     ]
     assert [(e["event_id"], e["attributes"]) for e in landed] == [
         (passes["event_id"], {"big": 1e20})
